@@ -1,0 +1,74 @@
+// The daemon's configuration (SPEC §4): command line and INI config file through
+// Boost.Program_options, validated completely before anything starts.
+#pragma once
+
+#include "uds_echo/access.hpp"
+#include "uds_echo/exit_codes.hpp"
+#include "uds_echo/logging.hpp"
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace uds_echo {
+
+constexpr std::size_t default_buffer_size = 64 * 1024;
+constexpr std::size_t min_buffer_size = 512;
+constexpr std::size_t max_buffer_size = 64 * 1024 * 1024;
+
+struct DaemonConfig {
+    std::string config_file;          // the file that was read; empty when none
+    std::string socket_path;          // resolved per SPEC §3, validated
+    mode_t socket_mode = 0660;
+    std::optional<gid_t> socket_group; // resolved from a name or a number
+    unsigned threads = 1;             // resolved: 0 on input becomes the CPUs in the affinity mask
+    unsigned max_connections = 10000;
+    std::chrono::seconds idle_timeout{0};     // 0 = never
+    std::chrono::seconds exit_on_idle{0};     // 0 = never
+    std::chrono::seconds shutdown_timeout{5};
+    std::size_t buffer_size = default_buffer_size;
+    AccessPolicy access;
+    LogLevel log_level = LogLevel::info;
+    LogFormat log_format = LogFormat::automatic;
+    bool check_config = false;
+
+    // The effective configuration in config file syntax, one `name = value` per line, as printed
+    // by --check-config.
+    std::string describe() const;
+};
+
+// What the command line asked for when it did not ask to run: the text for stdout (--help or
+// --version), and exit 0.
+struct InformationRequest {
+    std::string text;
+};
+
+using ParseResult = std::variant<DaemonConfig, InformationRequest>;
+
+// Parses the daemon's arguments (without argv[0]) and the config file they name (or the system
+// one, if it exists), with the environment for UDS_ECHO_SOCKET and the default path.
+// Throws Failure(ExitCode::usage) for a bad command line and Failure(ExitCode::config) for a bad
+// or missing config file; the message names the option, or the file and line.
+// `default_config_file` is the file read when --config is absent and it exists.
+ParseResult parse_daemon_config(const std::vector<std::string>& args,
+                                 const std::string& default_config_file = "/etc/uds-echo/uds-echo.conf");
+
+// Names of the options that differ between `before` and `after` and only take effect after a
+// restart (socket, socket-mode, socket-group, threads, buffer-size), for the SIGHUP log.
+std::vector<std::string> options_needing_restart(const DaemonConfig& before,
+                                                 const DaemonConfig& after);
+
+// Names of the options that differ and are applied at run time (log-level, log-format,
+// max-connections, idle-timeout, exit-on-idle, shutdown-timeout, allow-uid, allow-gid).
+std::vector<std::string> options_changed_at_runtime(const DaemonConfig& before,
+                                                    const DaemonConfig& after);
+
+// The number of CPUs this process may run on (sched_getaffinity), at least 1.
+unsigned available_cpus();
+
+} // namespace uds_echo

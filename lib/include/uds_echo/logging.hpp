@@ -1,0 +1,40 @@
+// Logging through Boost.Log (SPEC §4 --log-level, --log-format).
+#pragma once
+
+#include <boost/log/sources/global_logger_storage.hpp>
+#include <boost/log/sources/record_ostream.hpp>
+#include <boost/log/sources/severity_logger.hpp>
+
+#include <optional>
+#include <string>
+
+namespace uds_echo {
+
+// Ordered by severity; the values are the syslog priorities that journald understands in a `<N>`
+// prefix.
+enum class LogLevel : int { trace = 8, debug = 7, info = 6, warning = 4, error = 3 };
+
+enum class LogFormat { automatic, text, journal, json };
+
+std::optional<LogLevel> parse_log_level(const std::string& name);
+std::optional<LogFormat> parse_log_format(const std::string& name);
+const char* to_string(LogLevel level);
+const char* to_string(LogFormat format);
+
+// True when stderr is the journal stream named by $JOURNAL_STREAM (device and inode compared with
+// fstat of fd 2, as systemd.exec(5) asks).
+bool stderr_is_journal();
+
+// Sets up the one stderr sink. `automatic` becomes `journal` when stderr_is_journal(), else `text`.
+// Safe to call again (SIGHUP) to change level or format.
+void init_logging(LogLevel level, LogFormat format, const std::string& program_name);
+
+// Changes the minimum level at run time.
+void set_log_level(LogLevel level);
+
+BOOST_LOG_INLINE_GLOBAL_LOGGER_DEFAULT(logger, boost::log::sources::severity_logger_mt<LogLevel>)
+
+} // namespace uds_echo
+
+// Usage: UDS_LOG(info) << "text"; the stream expression is evaluated only when the level is on.
+#define UDS_LOG(level) BOOST_LOG_SEV(::uds_echo::logger::get(), ::uds_echo::LogLevel::level)
