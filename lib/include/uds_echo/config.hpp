@@ -68,6 +68,11 @@ std::vector<std::string> options_needing_restart(const DaemonConfig& before,
 std::vector<std::string> options_changed_at_runtime(const DaemonConfig& before,
                                                     const DaemonConfig& after);
 
+// The `socket =` value of a config file, for the client (SPEC §5), which ignores every other
+// option there. nullopt when the file does not exist or has no socket line; throws
+// Failure(ExitCode::config) naming the file when it exists but cannot be read or parsed.
+std::optional<std::string> read_socket_from_config_file(const std::string& path);
+
 // The number of CPUs this process may run on (sched_getaffinity), at least 1.
 unsigned available_cpus();
 
