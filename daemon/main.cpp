@@ -1,0 +1,55 @@
+// uds-echod: parse and validate everything, set up the listening socket, serve.
+#include "uds_echo/config.hpp"
+#include "uds_echo/exit_codes.hpp"
+#include "uds_echo/listener.hpp"
+#include "uds_echo/logging.hpp"
+#include "uds_echo/server.hpp"
+
+#include <csignal>
+#include <iostream>
+#include <string>
+#include <vector>
+
+namespace {
+
+int run(const std::vector<std::string>& args) {
+    using namespace uds_echo;
+    auto parsed = parse_daemon_config(args);
+    if (auto* information = std::get_if<InformationRequest>(&parsed)) {
+        std::cout << information->text;
+        return to_int(ExitCode::ok);
+    }
+    auto config = std::get<DaemonConfig>(std::move(parsed));
+    if (config.check_config) {
+        std::cout << config.describe();
+        return to_int(ExitCode::ok);
+    }
+    init_logging(config.log_level, config.log_format, "uds-echod");
+
+    // Writes to a vanished client must fail with EPIPE instead of killing the daemon. Asio's
+    // socket writes already pass MSG_NOSIGNAL; this covers every other descriptor too.
+    std::signal(SIGPIPE, SIG_IGN);
+
+    if (config.exit_on_idle.count() > 0)
+        UDS_LOG(warning) << "exit-on-idle is only used when socket-activated; ignoring it";
+    auto listener = create_listener(
+        ListenerOptions{config.socket_path, config.socket_mode, config.socket_group});
+    UDS_LOG(info) << "listening on " << config.socket_path;
+    Server server(std::move(config), listener.fd, args);
+    return to_int(server.run());
+}
+
+} // namespace
+
+int main(int argc, char* argv[]) {
+    const std::vector<std::string> args(argv + 1, argv + argc);
+    try {
+        return run(args);
+    } catch (const uds_echo::Failure& failure) {
+        std::cerr << "uds-echod: " << failure.what() << '\n';
+        return to_int(failure.code());
+    } catch (const std::exception& error) {
+        std::cerr << "uds-echod: " << error.what() << '\n';
+        return to_int(uds_echo::ExitCode::os_error);
+    }
+}

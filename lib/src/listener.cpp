@@ -1,0 +1,212 @@
+#include "uds_echo/listener.hpp"
+
+#include "uds_echo/exit_codes.hpp"
+#include "uds_echo/logging.hpp"
+#include "uds_echo/paths.hpp"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+namespace uds_echo {
+
+namespace {
+
+std::string system_error_text(int error) {
+    return std::strerror(error);
+}
+
+// Maps errno from creating or binding the socket to SPEC §4's exit codes.
+Failure creation_failure(const std::string& what, int error) {
+    const auto code = (error == EACCES || error == EPERM) ? ExitCode::no_permission
+                      : (error == ENOENT || error == ENOTDIR || error == EADDRINUSE ||
+                         error == EROFS || error == ELOOP)
+                          ? ExitCode::cannot_create
+                          : ExitCode::os_error;
+    return Failure(code, what + ": " + system_error_text(error));
+}
+
+class FileDescriptor {
+public:
+    explicit FileDescriptor(int fd)
+        : fd_(fd) {}
+    FileDescriptor(const FileDescriptor&) = delete;
+    FileDescriptor& operator=(const FileDescriptor&) = delete;
+    ~FileDescriptor() {
+        if (fd_ >= 0)
+            ::close(fd_);
+    }
+    int get() const { return fd_; }
+    int release() { return std::exchange(fd_, -1); }
+
+private:
+    int fd_;
+};
+
+sockaddr_un socket_address(const std::string& path, socklen_t& length) {
+    const auto endpoint = make_endpoint(path);
+    sockaddr_un address{};
+    std::memcpy(&address, endpoint.data(), endpoint.size());
+    length = static_cast<socklen_t>(endpoint.size());
+    return address;
+}
+
+std::string parent_directory(const std::string& path) {
+    const auto slash = path.find_last_of('/');
+    if (slash == std::string::npos)
+        return ".";
+    if (slash == 0)
+        return "/";
+    return path.substr(0, slash);
+}
+
+// Only the last component is created: a missing grandparent means a misconfigured path, and
+// creating a whole tree with the daemon's privileges would hide that.
+void ensure_parent_directory(const std::string& path) {
+    const auto directory = parent_directory(path);
+    const mode_t mode = directory == "/run/uds-echo" ? 0755 : 0700;
+    if (::mkdir(directory.c_str(), mode) == 0) {
+        UDS_LOG(info) << "created directory " << directory;
+        return;
+    }
+    if (errno != EEXIST)
+        throw creation_failure("cannot create directory " + directory, errno);
+    struct stat status {};
+    if (::stat(directory.c_str(), &status) != 0)
+        throw creation_failure("cannot use directory " + directory, errno);
+    if (!S_ISDIR(status.st_mode))
+        throw Failure(ExitCode::cannot_create, directory + " is not a directory");
+}
+
+// True when a daemon accepts connections at `path`. connect() on a socket file with no listener
+// fails with ECONNREFUSED: the file is stale.
+bool someone_listens(const std::string& path) {
+    FileDescriptor probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (probe.get() < 0)
+        throw creation_failure("cannot create a socket", errno);
+    socklen_t length = 0;
+    const auto address = socket_address(path, length);
+    if (::connect(probe.get(), reinterpret_cast<const sockaddr*>(&address), length) == 0)
+        return true;
+    if (errno == ECONNREFUSED)
+        return false;
+    // EAGAIN: a live listener whose backlog is full.
+    if (errno == EAGAIN)
+        return true;
+    throw creation_failure("cannot probe the existing socket " + path, errno);
+}
+
+// Makes the path free for bind(), or explains why it is not.
+void clear_stale_socket(const std::string& path) {
+    struct stat status {};
+    if (::lstat(path.c_str(), &status) != 0) {
+        if (errno == ENOENT)
+            return;
+        throw creation_failure("cannot inspect " + path, errno);
+    }
+    if (S_ISLNK(status.st_mode))
+        throw Failure(ExitCode::cannot_create,
+                      path + " is a symbolic link; refusing to follow it or remove it");
+    if (!S_ISSOCK(status.st_mode))
+        throw Failure(ExitCode::cannot_create,
+                      path + " exists and is not a socket; refusing to remove it");
+    if (someone_listens(path))
+        throw Failure(ExitCode::cannot_create, "another daemon is already listening on " + path);
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+        throw creation_failure("cannot remove the stale socket " + path, errno);
+    UDS_LOG(info) << "removed stale socket file " << path;
+}
+
+// Binds with a umask that leaves the new file accessible to the owner only, so that it is never
+// more open than configured, not even between bind() and chmod().
+void bind_private(int fd, const std::string& path) {
+    socklen_t length = 0;
+    const auto address = socket_address(path, length);
+    const mode_t previous_umask = ::umask(0177);
+    const int result = ::bind(fd, reinterpret_cast<const sockaddr*>(&address), length);
+    const int error = errno;
+    ::umask(previous_umask);
+    if (result != 0) {
+        if (error == EADDRINUSE && !is_abstract(path))
+            throw Failure(ExitCode::cannot_create,
+                          "another process created " + path + " while this daemon started");
+        if (error == EADDRINUSE)
+            throw Failure(ExitCode::cannot_create,
+                          "the abstract socket " + path + " is already in use");
+        throw creation_failure("cannot bind " + path, error);
+    }
+}
+
+// Permissions of the socket file decide who may connect(): set them on the file itself. fchmod on
+// a socket descriptor would not reach the file. The path was just created by bind(); refusing
+// symlinks (AT_SYMLINK_NOFOLLOW for chown) keeps a swapped-in link from redirecting the change.
+void apply_permissions(const std::string& path, const ListenerOptions& options) {
+    if (options.group && ::fchownat(AT_FDCWD, path.c_str(), static_cast<uid_t>(-1), *options.group,
+                                    AT_SYMLINK_NOFOLLOW) != 0)
+        throw creation_failure(
+            "cannot set the group of " + path + " to " + std::to_string(*options.group), errno);
+    if (::chmod(path.c_str(), options.mode) != 0)
+        throw creation_failure("cannot set the mode of " + path, errno);
+}
+
+} // namespace
+
+OwnedSocketFile::OwnedSocketFile(std::string path, dev_t device, ino_t inode)
+    : path_(std::move(path))
+    , device_(device)
+    , inode_(inode) {}
+
+OwnedSocketFile::OwnedSocketFile(OwnedSocketFile&& other) noexcept
+    : path_(std::exchange(other.path_, std::string()))
+    , device_(other.device_)
+    , inode_(other.inode_) {}
+
+OwnedSocketFile::~OwnedSocketFile() {
+    if (path_.empty())
+        return;
+    struct stat status {};
+    if (::lstat(path_.c_str(), &status) != 0)
+        return;
+    if (status.st_dev != device_ || status.st_ino != inode_) {
+        UDS_LOG(info) << path_ << " was replaced by another file; leaving it in place";
+        return;
+    }
+    if (::unlink(path_.c_str()) != 0)
+        UDS_LOG(warning) << "cannot remove " << path_ << ": " << system_error_text(errno);
+}
+
+Listener create_listener(const ListenerOptions& options) {
+    const bool abstract = is_abstract(options.path);
+    if (!abstract) {
+        ensure_parent_directory(options.path);
+        clear_stale_socket(options.path);
+    }
+
+    FileDescriptor fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    if (fd.get() < 0)
+        throw creation_failure("cannot create a socket", errno);
+    bind_private(fd.get(), options.path);
+
+    Listener listener;
+    if (!abstract) {
+        struct stat status {};
+        if (::lstat(options.path.c_str(), &status) != 0)
+            throw creation_failure("cannot inspect " + options.path, errno);
+        // Owned from here on: a failure below removes the file again.
+        listener.file.emplace(options.path, status.st_dev, status.st_ino);
+        apply_permissions(options.path, options);
+    }
+    // Clients can connect only after listen(), so nobody gets in before the mode is final.
+    if (::listen(fd.get(), SOMAXCONN) != 0)
+        throw creation_failure("cannot listen on " + options.path, errno);
+    listener.fd = fd.release();
+    return listener;
+}
+
+} // namespace uds_echo

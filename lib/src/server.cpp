@@ -1,0 +1,589 @@
+#include "uds_echo/server.hpp"
+
+#include "uds_echo/access.hpp"
+#include "uds_echo/logging.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/intrusive/list.hpp>
+
+#include <sys/resource.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstring>
+#include <memory>
+#include <thread>
+
+namespace uds_echo {
+
+namespace asio = boost::asio;
+using Socket = asio::local::stream_protocol::socket;
+using boost::system::error_code;
+
+namespace {
+
+constexpr auto as_tuple_awaitable = asio::as_tuple(asio::use_awaitable);
+
+// How long the accept loop rests when the process or the system is out of descriptors (or
+// memory): the listener stays readable meanwhile, so retrying at once would spin at full CPU.
+constexpr auto accept_backoff = std::chrono::milliseconds(100);
+
+// At most this many refused peers are logged per second; the rest are only counted.
+constexpr unsigned refused_log_limit_per_second = 10;
+
+// Read buffers lent to sessions only while they move data. An idle session holds none, so the
+// memory of an idle connection is its socket and its coroutine frame, and a busy worker reuses
+// the same few buffers for every message (no allocation per message).
+class BufferPool {
+public:
+    explicit BufferPool(std::size_t buffer_size)
+        : buffer_size_(buffer_size) {}
+
+    class Lease {
+    public:
+        Lease(BufferPool& pool, std::unique_ptr<char[]> buffer)
+            : pool_(pool)
+            , buffer_(std::move(buffer)) {}
+        Lease(const Lease&) = delete;
+        Lease& operator=(const Lease&) = delete;
+        ~Lease() { pool_.give_back(std::move(buffer_)); }
+
+        asio::mutable_buffer whole() { return {buffer_.get(), pool_.buffer_size_}; }
+        asio::const_buffer first(std::size_t size) const { return {buffer_.get(), size}; }
+
+    private:
+        BufferPool& pool_;
+        std::unique_ptr<char[]> buffer_;
+    };
+
+    Lease borrow() {
+        if (free_.empty())
+            return Lease(*this, std::make_unique_for_overwrite<char[]>(buffer_size_));
+        auto buffer = std::move(free_.back());
+        free_.pop_back();
+        return Lease(*this, std::move(buffer));
+    }
+
+private:
+    // Buffers beyond this many go back to the heap: a burst of blocked writers must not pin its
+    // peak memory forever.
+    static constexpr std::size_t max_free_buffers = 8;
+
+    void give_back(std::unique_ptr<char[]> buffer) {
+        if (free_.size() < max_free_buffers)
+            free_.push_back(std::move(buffer));
+    }
+
+    std::size_t buffer_size_;
+    std::vector<std::unique_ptr<char[]>> free_;
+};
+
+// What a worker knows of one of its connections; it lives in the session's coroutine frame.
+struct Connection : boost::intrusive::list_base_hook<> {
+    Connection(Socket socket, std::uint64_t now_tick)
+        : socket(std::move(socket))
+        , last_activity_tick(now_tick) {}
+
+    Socket socket;
+    std::uint64_t last_activity_tick;
+};
+
+std::string describe_peer(std::uint64_t id, const PeerCredentials& peer) {
+    return "connection " + std::to_string(id) + " (pid " + std::to_string(peer.pid) + ", uid " +
+           std::to_string(peer.uid) + ", gid " + std::to_string(peer.gid) + ")";
+}
+
+bool is_resource_exhaustion(const error_code& error) {
+    return error == asio::error::no_descriptors ||
+           error == std::errc::too_many_files_open_in_system ||
+           error == asio::error::no_buffer_space || error == asio::error::no_memory;
+}
+
+// Raises the soft descriptor limit to the hard limit: every connection is a descriptor, and the
+// default soft limit (1024) is far below --max-connections.
+rlim_t raise_descriptor_limit() {
+    rlimit limit{};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0)
+        return 0;
+    if (limit.rlim_cur < limit.rlim_max) {
+        rlimit raised = limit;
+        raised.rlim_cur = limit.rlim_max;
+        if (::setrlimit(RLIMIT_NOFILE, &raised) == 0)
+            limit = raised;
+    }
+    return limit.rlim_cur;
+}
+
+} // namespace
+
+// Settings a worker reads on every tick; written on its own thread only (posted by the control
+// thread on SIGHUP).
+struct WorkerSettings {
+    std::chrono::seconds idle_timeout{0};
+};
+
+class Worker {
+public:
+    // Called on the worker's thread when the worker has finished draining.
+    using DoneCallback = std::function<void()>;
+
+    Worker(std::size_t buffer_size, WorkerSettings settings, DoneCallback on_done,
+           std::function<void()> on_connection_end)
+        : buffers_(buffer_size)
+        , settings_(settings)
+        , on_done_(std::move(on_done))
+        , on_connection_end_(std::move(on_connection_end)) {}
+
+    ~Worker() {
+        if (thread_.joinable()) {
+            context_.stop();
+            thread_.join();
+        }
+    }
+    Worker(const Worker&) = delete;
+    Worker& operator=(const Worker&) = delete;
+
+    asio::io_context& context() { return context_; }
+    std::uint64_t bytes_echoed() const { return bytes_echoed_.load(std::memory_order_relaxed); }
+    std::uint64_t connections_cut() const { return cut_.load(std::memory_order_relaxed); }
+
+    void start() {
+        asio::co_spawn(context_, housekeeping(), asio::detached);
+        thread_ = std::thread([this] { context_.run(); });
+    }
+
+    void join() {
+        if (thread_.joinable())
+            thread_.join();
+    }
+
+    void start_session(Socket socket, std::uint64_t id, PeerCredentials peer) {
+        asio::co_spawn(
+            context_, session(std::move(socket)), [id, peer, this](std::exception_ptr failure) {
+                // The one place where a session's unexpected failure is reported.
+                if (failure) {
+                    try {
+                        std::rethrow_exception(failure);
+                    } catch (const std::exception& error) {
+                        UDS_LOG(error) << describe_peer(id, peer) << " failed: " << error.what();
+                    }
+                }
+                on_connection_end_();
+            });
+    }
+
+    // The following run on the worker's thread (posted by the control thread).
+    void apply(WorkerSettings settings) { settings_ = settings; }
+
+    void begin_drain() {
+        draining_ = true;
+        finish_if_drained();
+    }
+
+    void force_close() {
+        cut_.fetch_add(connections_.size(), std::memory_order_relaxed);
+        for (auto& connection : connections_) {
+            error_code ignored;
+            connection.socket.close(ignored);
+        }
+    }
+
+private:
+    // The life of one connection: wait until the client sends, then echo what arrived until the
+    // socket has nothing more to read, and go back to waiting without holding a buffer.
+    asio::awaitable<void> session(Socket socket) {
+        Connection connection(std::move(socket), tick_);
+        connections_.push_back(connection);
+        struct Unregister {
+            Worker& worker;
+            Connection& connection;
+            ~Unregister() {
+                worker.connections_.erase(worker.connections_.iterator_to(connection));
+                worker.finish_if_drained();
+            }
+        } unregister{*this, connection};
+
+        auto& peer = connection.socket;
+        // Reads and writes below are attempted directly and only wait through Asio when the
+        // kernel says they would block.
+        peer.non_blocking(true);
+        for (;;) {
+            auto [wait_error] = co_await peer.async_wait(Socket::wait_read, as_tuple_awaitable);
+            if (wait_error)
+                co_return; // closed by the idle sweep or a forced shutdown
+            if (!co_await echo_available(connection))
+                co_return;
+        }
+    }
+
+    // Echoes until a read would block. Returns false when the connection is over: the client
+    // closed (its data has all been echoed, so our side is shut down too), or reset it.
+    asio::awaitable<bool> echo_available(Connection& connection) {
+        auto& peer = connection.socket;
+        auto buffer = buffers_.borrow();
+        for (;;) {
+            error_code error;
+            const std::size_t received = peer.read_some(buffer.whole(), error);
+            if (error == asio::error::would_block)
+                co_return true;
+            if (error == asio::error::eof) {
+                peer.shutdown(Socket::shutdown_send, error);
+                co_return false;
+            }
+            if (error)
+                co_return false; // reset by the peer, or closed by the sweep
+            connection.last_activity_tick = tick_;
+
+            std::size_t sent = peer.write_some(buffer.first(received), error);
+            if (error == asio::error::would_block) {
+                sent = 0;
+            } else if (error) {
+                co_return false; // the client went away (EPIPE, ECONNRESET)
+            }
+            const bool wrote_at_once = sent == received;
+            if (!wrote_at_once) {
+                // The client reads slower than it writes: wait for room in its socket buffer. This
+                // is the backpressure of SPEC §2, and the buffer held here is the only memory a
+                // slow client costs.
+                auto [write_error, ignored] = co_await asio::async_write(
+                    peer, asio::buffer(buffer.first(received) + sent), as_tuple_awaitable);
+                if (write_error)
+                    co_return false;
+            }
+            bytes_echoed_.store(bytes_echoed_.load(std::memory_order_relaxed) + received,
+                                std::memory_order_relaxed);
+
+            // A short read drained the socket. The socket is registered edge-triggered, so going
+            // back to async_wait is safe only if no readiness event could have been consumed in
+            // between: that holds when nothing was awaited since the read.
+            if (received < buffer.whole().size() && wrote_at_once)
+                co_return true;
+        }
+    }
+
+    // Once a second: advances the clock sessions use for their last activity, and closes the
+    // connections idle for longer than --idle-timeout. One timer per worker instead of one per
+    // connection keeps an idle connection's memory small.
+    asio::awaitable<void> housekeeping() {
+        asio::steady_timer timer(context_);
+        housekeeping_timer_ = &timer;
+        while (!finished_) {
+            timer.expires_after(std::chrono::seconds(1));
+            co_await timer.async_wait(as_tuple_awaitable); // cancelled when the worker finishes
+            ++tick_;
+            close_idle_connections();
+        }
+        housekeeping_timer_ = nullptr;
+    }
+
+    void close_idle_connections() {
+        const auto timeout = static_cast<std::uint64_t>(settings_.idle_timeout.count());
+        if (timeout == 0)
+            return;
+        for (auto& connection : connections_) {
+            if (tick_ - connection.last_activity_tick >= timeout) {
+                error_code ignored;
+                connection.socket.close(ignored);
+            }
+        }
+    }
+
+    void finish_if_drained() {
+        if (!draining_ || !connections_.empty() || finished_)
+            return;
+        finished_ = true;
+        if (housekeeping_timer_ != nullptr)
+            housekeeping_timer_->cancel();
+        on_done_();
+    }
+
+    BufferPool buffers_;
+    WorkerSettings settings_;
+    DoneCallback on_done_;
+    std::function<void()> on_connection_end_;
+    boost::intrusive::list<Connection, boost::intrusive::constant_time_size<true>> connections_;
+    asio::steady_timer* housekeeping_timer_ = nullptr;
+    std::uint64_t tick_ = 0;
+    bool draining_ = false;
+    bool finished_ = false;
+    std::atomic<std::uint64_t> bytes_echoed_{0};
+    std::atomic<std::uint64_t> cut_{0};
+    // Declared after everything a session's frame touches: destroying the context destroys any
+    // frame still suspended in it, whose cleanup uses the members above.
+    asio::io_context context_{1};
+    std::thread thread_;
+};
+
+class Server::Impl {
+public:
+    Impl(DaemonConfig config, int listen_fd, std::vector<std::string> args)
+        : config_(std::move(config))
+        , args_(std::move(args))
+        , acceptor_(control_, asio::local::stream_protocol(), listen_fd)
+        , signals_(control_, SIGTERM, SIGINT, SIGHUP)
+        , resume_accepting_(control_)
+        , shutdown_deadline_(control_) {
+        signals_.add(SIGUSR1);
+        for (unsigned i = 0; i < config_.threads; ++i) {
+            workers_.push_back(std::make_unique<Worker>(
+                config_.buffer_size, worker_settings(),
+                [this] { asio::post(control_, [this] { on_worker_done(); }); },
+                [this] { on_connection_end(); }));
+        }
+    }
+
+    ExitCode run() {
+        const auto descriptors = raise_descriptor_limit();
+        UDS_LOG(info) << "serving with " << workers_.size() << " worker thread(s), up to "
+                      << config_.max_connections << " connections (descriptor limit " << descriptors
+                      << ")";
+        for (auto& worker : workers_)
+            worker->start();
+        asio::co_spawn(control_, accept_loop(), [](std::exception_ptr failure) {
+            if (failure)
+                std::rethrow_exception(failure); // the daemon cannot serve without its acceptor
+        });
+        wait_for_signal();
+        control_.run();
+        for (auto& worker : workers_)
+            worker->join();
+        log_statistics("stopped");
+        return ExitCode::ok;
+    }
+
+private:
+    WorkerSettings worker_settings() const { return WorkerSettings{config_.idle_timeout}; }
+
+    asio::awaitable<void> accept_loop() {
+        std::size_t next_worker = 0;
+        bool exhausted = false; // inside an episode of descriptor or memory exhaustion
+        while (!stopping_) {
+            if (active_.load() >= config_.max_connections) {
+                co_await wait_for_free_slot();
+                continue;
+            }
+            auto& worker = *workers_[next_worker];
+            auto [error, socket] =
+                co_await acceptor_.async_accept(worker.context(), as_tuple_awaitable);
+            if (error == asio::error::operation_aborted || stopping_)
+                co_return;
+            if (is_resource_exhaustion(error)) {
+                if (!exhausted)
+                    UDS_LOG(warning) << "cannot accept connections: " << error.message()
+                                     << "; retrying every " << accept_backoff.count() << " ms";
+                exhausted = true;
+                asio::steady_timer backoff(control_, accept_backoff);
+                co_await backoff.async_wait(as_tuple_awaitable);
+                continue;
+            }
+            if (error) {
+                // ECONNABORTED and the like concern one client only.
+                UDS_LOG(debug) << "accept failed: " << error.message();
+                continue;
+            }
+            if (exhausted) {
+                UDS_LOG(info) << "accepting connections again";
+                exhausted = false;
+            }
+            const auto id = ++total_;
+            const auto peer = peer_credentials(socket.native_handle()).value_or(PeerCredentials{});
+            if (!config_.access.allows(peer)) {
+                log_refused(id, peer);
+                continue; // the socket closes here, before a byte is read
+            }
+            UDS_LOG(debug) << describe_peer(id, peer) << " accepted";
+            active_.fetch_add(1);
+            worker.start_session(std::move(socket), id, peer);
+            next_worker = (next_worker + 1) % workers_.size();
+        }
+    }
+
+    // At --max-connections the listener is left alone: new clients wait in the kernel's listen
+    // backlog (nobody is reset) until a session ends and wakes this wait.
+    asio::awaitable<void> wait_for_free_slot() {
+        accept_paused_.store(true);
+        // Re-checked after publishing the flag: a session that ended just before saw no flag.
+        if (active_.load() >= config_.max_connections && !stopping_) {
+            resume_accepting_.expires_at(asio::steady_timer::time_point::max());
+            co_await resume_accepting_.async_wait(as_tuple_awaitable);
+        }
+        accept_paused_.store(false);
+    }
+
+    // Runs on a worker thread.
+    void on_connection_end() {
+        active_.fetch_sub(1);
+        if (accept_paused_.load())
+            asio::post(control_, [this] { resume_accepting_.cancel(); });
+    }
+
+    void log_refused(std::uint64_t id, const PeerCredentials& peer) {
+        ++refused_;
+        const auto now = std::chrono::steady_clock::now();
+        if (now - refused_window_start_ >= std::chrono::seconds(1)) {
+            if (refused_unlogged_ > 0)
+                UDS_LOG(warning) << refused_unlogged_ << " more connection(s) refused";
+            refused_window_start_ = now;
+            refused_in_window_ = 0;
+            refused_unlogged_ = 0;
+        }
+        if (++refused_in_window_ <= refused_log_limit_per_second)
+            UDS_LOG(warning) << describe_peer(id, peer)
+                             << " refused: not in allow-uid or allow-gid";
+        else
+            ++refused_unlogged_;
+    }
+
+    void wait_for_signal() {
+        signals_.async_wait([this](const error_code& error, int signal_number) {
+            if (error)
+                return;
+            switch (signal_number) {
+            case SIGTERM:
+            case SIGINT:
+                on_stop_signal(signal_number);
+                break;
+            case SIGHUP:
+                reload();
+                break;
+            case SIGUSR1:
+                log_statistics("statistics");
+                break;
+            }
+            if (!finished_)
+                wait_for_signal();
+        });
+    }
+
+    void on_stop_signal(int signal_number) {
+        if (stopping_) {
+            UDS_LOG(warning) << strsignal(signal_number) << " again: closing all connections now";
+            force_close_all();
+            return;
+        }
+        stopping_ = true;
+        UDS_LOG(info) << strsignal(signal_number) << ": no new connections; draining "
+                      << active_.load() << " open connection(s) for up to "
+                      << config_.shutdown_timeout.count() << " s";
+        error_code ignored;
+        acceptor_.close(ignored);
+        resume_accepting_.cancel();
+        workers_running_ = workers_.size();
+        for (auto& worker : workers_)
+            asio::post(worker->context(), [&worker = *worker] { worker.begin_drain(); });
+        shutdown_deadline_.expires_after(config_.shutdown_timeout);
+        shutdown_deadline_.async_wait([this](const error_code& error) {
+            if (!error)
+                force_close_all();
+        });
+    }
+
+    void force_close_all() {
+        for (auto& worker : workers_)
+            asio::post(worker->context(), [&worker = *worker] { worker.force_close(); });
+    }
+
+    void on_worker_done() {
+        if (--workers_running_ > 0)
+            return;
+        finished_ = true;
+        shutdown_deadline_.cancel();
+        signals_.cancel();
+        std::uint64_t cut = 0;
+        for (auto& worker : workers_)
+            cut += worker->connections_cut();
+        if (cut > 0)
+            UDS_LOG(warning) << "shutdown timeout: closed " << cut
+                             << " connection(s) that were still open";
+    }
+
+    // SIGHUP: the new file must be valid as a whole, or nothing of it is applied.
+    void reload() {
+        UDS_LOG(info) << "SIGHUP: reloading the configuration";
+        DaemonConfig next;
+        try {
+            auto parsed = parse_daemon_config(args_);
+            if (!std::holds_alternative<DaemonConfig>(parsed))
+                return;
+            next = std::get<DaemonConfig>(std::move(parsed));
+        } catch (const Failure& failure) {
+            UDS_LOG(error) << "reload failed, keeping the current configuration: "
+                           << failure.what();
+            return;
+        }
+        for (const auto& name : options_needing_restart(config_, next))
+            UDS_LOG(warning) << "option " << name << " changed: it takes effect after a restart";
+        const auto changed = options_changed_at_runtime(config_, next);
+
+        // Only what can change at run time is taken over; the rest stays as the daemon started.
+        config_.log_level = next.log_level;
+        config_.log_format = next.log_format;
+        config_.max_connections = next.max_connections;
+        config_.idle_timeout = next.idle_timeout;
+        config_.exit_on_idle = next.exit_on_idle;
+        config_.shutdown_timeout = next.shutdown_timeout;
+        config_.access = next.access;
+        init_logging(config_.log_level, config_.log_format, "uds-echod");
+        for (auto& worker : workers_)
+            asio::post(worker->context(), [&worker = *worker, settings = worker_settings()] {
+                worker.apply(settings);
+            });
+        resume_accepting_.cancel(); // a raised max-connections frees slots
+
+        std::string summary;
+        for (const auto& name : changed)
+            summary += (summary.empty() ? "" : ", ") + name;
+        UDS_LOG(info) << "configuration reloaded"
+                      << (summary.empty() ? std::string("; nothing changed")
+                                          : "; changed: " + summary);
+    }
+
+    void log_statistics(const char* what) {
+        std::uint64_t bytes = 0;
+        for (auto& worker : workers_)
+            bytes += worker->bytes_echoed();
+        UDS_LOG(info) << what << ": " << active_.load() << " open connection(s), " << total_
+                      << " accepted, " << refused_ << " refused, " << bytes << " bytes echoed";
+    }
+
+    DaemonConfig config_;
+    std::vector<std::string> args_;
+    asio::io_context control_{1};
+    asio::local::stream_protocol::acceptor acceptor_;
+    asio::signal_set signals_;
+    asio::steady_timer resume_accepting_;
+    asio::steady_timer shutdown_deadline_;
+    std::vector<std::unique_ptr<Worker>> workers_;
+    std::atomic<unsigned> active_{0};
+    std::atomic<bool> accept_paused_{false};
+    std::uint64_t total_ = 0;
+    std::uint64_t refused_ = 0;
+    std::chrono::steady_clock::time_point refused_window_start_{};
+    unsigned refused_in_window_ = 0;
+    unsigned refused_unlogged_ = 0;
+    std::size_t workers_running_ = 0;
+    bool stopping_ = false;
+    bool finished_ = false;
+};
+
+Server::Server(DaemonConfig config, int listen_fd, std::vector<std::string> args)
+    : impl_(std::make_unique<Impl>(std::move(config), listen_fd, std::move(args))) {}
+
+Server::~Server() = default;
+
+ExitCode Server::run() {
+    return impl_->run();
+}
+
+} // namespace uds_echo
