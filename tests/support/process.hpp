@@ -1,0 +1,249 @@
+// Test harness for the integration tests: temporary directories, child processes with captured
+// output, a started daemon, and small blocking socket helpers.
+//
+// Rules the helpers follow so that tests stay parallel-safe and never hang:
+// - every child is killed (SIGKILL) and reaped by its owner's destructor, and gets
+//   PR_SET_PDEATHSIG(SIGTERM) so a crashed test process leaves no orphan. PDEATHSIG fires when the
+//   *thread* that forked exits: spawn from the test's main thread (or a thread that outlives the
+//   child);
+// - waiting is always polling against a deadline, never a fixed sleep;
+// - sockets made here have send and receive timeouts, so a daemon that stops answering fails the
+//   test instead of blocking it forever.
+// Errors are reported by throwing std::runtime_error with a message; Boost.Test reports it.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace uds_echo::test {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+// Polls `predicate` every `interval` until it returns true (true) or `timeout` passes (false).
+// The predicate is evaluated once more at the deadline, so a slow machine is not penalised by the
+// poll granularity.
+bool wait_until(const std::function<bool()>& predicate, std::chrono::milliseconds timeout,
+                std::chrono::milliseconds interval = 5ms);
+
+// An owned file descriptor, closed in the destructor.
+class Fd {
+public:
+    Fd() = default;
+    explicit Fd(int fd)
+        : fd_(fd) {}
+    Fd(Fd&& other) noexcept
+        : fd_(other.release()) {}
+    Fd& operator=(Fd&& other) noexcept;
+    Fd(const Fd&) = delete;
+    Fd& operator=(const Fd&) = delete;
+    ~Fd() { reset(); }
+
+    int get() const { return fd_; }
+    bool valid() const { return fd_ >= 0; }
+    int release();
+    void reset(int fd = -1);
+
+private:
+    int fd_ = -1;
+};
+
+// A private directory below /tmp (mkdtemp, short so that socket paths fit in sun_path), removed
+// with everything in it by the destructor.
+class TempDir {
+public:
+    TempDir();
+    TempDir(const TempDir&) = delete;
+    TempDir& operator=(const TempDir&) = delete;
+    ~TempDir();
+
+    const std::string& path() const { return path_; }
+    // path() + "/" + name
+    std::string file(const std::string& name) const;
+    // Creates (or truncates) the file `name` with `content` and returns its path.
+    std::string write_file(const std::string& name, const std::string& content) const;
+
+private:
+    std::string path_;
+};
+
+// How a child ended: a normal exit with a code, or a signal.
+struct ExitStatus {
+    bool signalled = false;
+    int value = 0; // exit code, or signal number when signalled
+
+    bool exited_with(int code) const { return !signalled && value == code; }
+    std::string describe() const;
+    friend bool operator==(const ExitStatus&, const ExitStatus&) = default;
+};
+std::ostream& operator<<(std::ostream& out, const ExitStatus& status);
+
+// Environment changes for a child: a value sets the variable, nullopt removes it. Everything else
+// is inherited from the test process.
+using Environment = std::map<std::string, std::optional<std::string>>;
+
+struct ProcessOptions {
+    std::vector<std::string> argv; // argv[0] is the program path (execv, no PATH search)
+    Environment environment;
+    // stdin: `stdin_data` when set (a memory file, so the child sees a regular file with exactly
+    // this content), else `stdin_fd` when >= 0 (duplicated; the caller keeps its copy), else
+    // /dev/null.
+    std::optional<std::string> stdin_data;
+    int stdin_fd = -1;
+};
+
+// A child process. stdout and stderr go to anonymous memory files, readable at any time (also
+// while the child runs) without any risk of the child blocking on a full pipe.
+class Process {
+public:
+    explicit Process(const ProcessOptions& options);
+    Process(Process&& other) noexcept;
+    Process& operator=(Process&&) = delete;
+    Process(const Process&) = delete;
+    Process& operator=(const Process&) = delete;
+    // Kills (SIGKILL) and reaps the child if it is still running.
+    ~Process();
+
+    pid_t pid() const { return pid_; }
+    // Sends `signal_number` unless the child was already reaped (never a recycled pid).
+    void signal(int signal_number);
+    // Reaps the child if it has ended; true while it runs.
+    bool running();
+    // Waits until the child ends or `timeout` passes; nullopt on timeout (the child keeps running).
+    std::optional<ExitStatus> wait_for_exit(std::chrono::milliseconds timeout);
+    // The status once reaped.
+    std::optional<ExitStatus> status() const { return status_; }
+    // SIGKILL and reap (no-op when already reaped).
+    void kill_and_reap();
+
+    std::string stdout_text() const;
+    std::string stderr_text() const;
+    // argv joined by spaces, for messages.
+    const std::string& command_line() const { return command_line_; }
+
+private:
+    void try_reap(bool block);
+
+    pid_t pid_ = -1;
+    Fd stdout_file_;
+    Fd stderr_file_;
+    std::optional<ExitStatus> status_;
+    std::string command_line_;
+};
+
+// What a finished process left behind.
+struct RunResult {
+    ExitStatus status;
+    std::string out;
+    std::string err;
+};
+
+// Runs a process to completion; throws (after killing it) if it does not end within `timeout`.
+RunResult run(const ProcessOptions& options, std::chrono::milliseconds timeout = 20s);
+
+// The binaries under test, from $UDS_ECHOD and $UDS_ECHO (set by CTest); throws if unset.
+std::string daemon_binary();
+std::string client_binary();
+
+// Variables that would let the machine's or the caller's context leak into a child (socket path,
+// systemd activation and notification, journald detection). start_daemon() removes them all.
+Environment clean_daemon_environment();
+
+struct DaemonOptions {
+    // --socket value; empty means dir/s.sock. Not passed at all when `args` already has --socket
+    // or -s, or when `pass_socket` is false (then `socket` only says where to wait for readiness).
+    std::string socket;
+    bool pass_socket = true;
+    // Extra arguments. --config dir/empty.conf is added unless they contain --config or -c, so
+    // the machine's /etc/uds-echo/uds-echo.conf never influences a test.
+    std::vector<std::string> args;
+    // Applied on top of clean_daemon_environment().
+    Environment environment;
+    // Wait until a connect() to the socket succeeds.
+    bool wait_ready = true;
+    std::chrono::milliseconds ready_timeout = 10s;
+};
+
+// A running uds-echod and the socket it serves.
+struct Daemon {
+    Process process;
+    std::string socket;
+};
+
+// Starts uds-echod in `dir`. When waiting for readiness, throws with the daemon's exit status and
+// stderr if it ends before the socket answers, or if the timeout passes.
+Daemon start_daemon(const TempDir& dir, DaemonOptions options = {});
+
+// Sends SIGTERM and waits for the exit; throws with stderr if it does not end within `timeout`.
+ExitStatus stop_daemon(Daemon& daemon, std::chrono::milliseconds timeout = 10s);
+
+// ---- sockets (blocking, close-on-exec; "@name" means the abstract name "\0name") ----
+
+// The connected socket, or the errno of socket()/connect().
+struct ConnectResult {
+    Fd fd;
+    int error = 0;
+};
+ConnectResult try_connect_unix(const std::string& path);
+// Connects or throws; sets send/receive timeouts of `io_timeout`.
+Fd connect_unix(const std::string& path, std::chrono::milliseconds io_timeout = 30s);
+// Polls try_connect_unix until it succeeds or `timeout` passes.
+std::optional<Fd> connect_unix_within(const std::string& path, std::chrono::milliseconds timeout);
+
+// SO_SNDTIMEO and SO_RCVTIMEO (0 = block forever).
+void set_io_timeout(int fd, std::chrono::milliseconds timeout);
+// Writes everything (MSG_NOSIGNAL) or throws (error, or timeout).
+void write_all(int fd, std::string_view data);
+// Reads exactly `count` bytes or throws (EOF first, error, or timeout).
+std::string read_exact(int fd, std::size_t count);
+// Reads until EOF or throws (error or timeout).
+std::string read_until_eof(int fd);
+// Reads whatever arrives until EOF, error or timeout, and returns it without throwing: for
+// connections the daemon may cut.
+std::string read_until_end_quietly(int fd);
+void shutdown_write(int fd);
+// Closes with SO_LINGER {1, 0}: the kernel resets the connection (ECONNRESET on the other side).
+void close_with_reset(Fd& fd);
+// True when `fd` has data or EOF (or an error) within `timeout`.
+bool wait_readable(int fd, std::chrono::milliseconds timeout);
+// True when the peer has closed: readable and a MSG_PEEK recv returns 0 or an error.
+bool peer_closed(int fd, std::chrono::milliseconds timeout);
+
+// Sends `data` from a writer thread while this thread reads the echo, half-closes after the last
+// byte and reads until EOF; returns what came back. Never deadlocks on data larger than the socket
+// buffers.
+std::string echo_through(const std::string& socket_path, const std::string& data);
+
+// Deterministic pseudo-random bytes (all 256 values, NUL included) from `seed`.
+std::string random_bytes(std::size_t size, std::uint64_t seed);
+
+// Offset of the first difference, or nullopt when equal (for readable failures on large data).
+std::optional<std::size_t> first_difference(std::string_view a, std::string_view b);
+
+// ---- /proc and files ----
+
+// Number of entries in /proc/PID/fd; throws if it cannot be read.
+std::size_t open_fd_count(pid_t pid);
+// VmRSS of /proc/PID/status in bytes; throws if it cannot be read.
+std::size_t resident_bytes(pid_t pid);
+
+bool path_exists(const std::string& path);    // lstat succeeds (a dangling symlink exists)
+bool is_socket_file(const std::string& path); // lstat says S_IFSOCK
+// Permission bits (07777) from lstat; throws if missing.
+mode_t file_mode(const std::string& path);
+std::string read_file(const std::string& path);
+
+// The non-empty lines of `text`.
+std::vector<std::string> non_empty_lines(const std::string& text);
+
+} // namespace uds_echo::test
