@@ -4,6 +4,7 @@
 #include "uds_echo/listener.hpp"
 #include "uds_echo/logging.hpp"
 #include "uds_echo/server.hpp"
+#include "uds_echo/systemd.hpp"
 
 #include <csignal>
 #include <iostream>
@@ -30,12 +31,18 @@ int run(const std::vector<std::string>& args) {
     // socket writes already pass MSG_NOSIGNAL; this covers every other descriptor too.
     std::signal(SIGPIPE, SIG_IGN);
 
+    // A socket passed by systemd wins over creating one; the file it may have belongs to systemd.
+    if (const auto activated = take_activated_socket()) {
+        Server server(std::move(config), ServerSocket{activated->fd, !activated->listening, true},
+                      args);
+        return to_int(server.run());
+    }
     if (config.exit_on_idle.count() > 0)
         UDS_LOG(warning) << "exit-on-idle is only used when socket-activated; ignoring it";
-    auto listener = create_listener(
+    const auto listener = create_listener(
         ListenerOptions{config.socket_path, config.socket_mode, config.socket_group});
     UDS_LOG(info) << "listening on " << config.socket_path;
-    Server server(std::move(config), listener.fd, args);
+    Server server(std::move(config), ServerSocket{listener.fd, false, false}, args);
     return to_int(server.run());
 }
 

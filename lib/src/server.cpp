@@ -2,6 +2,7 @@
 
 #include "uds_echo/access.hpp"
 #include "uds_echo/logging.hpp"
+#include "uds_echo/systemd.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -183,8 +184,11 @@ public:
             });
     }
 
+    std::uint64_t heartbeat() const { return heartbeat_.load(std::memory_order_relaxed); }
+
     // The following run on the worker's thread (posted by the control thread).
     void apply(WorkerSettings settings) { settings_ = settings; }
+    void set_heartbeat(std::uint64_t beat) { heartbeat_.store(beat, std::memory_order_relaxed); }
 
     void begin_drain() {
         draining_ = true;
@@ -319,6 +323,7 @@ private:
     bool finished_ = false;
     std::atomic<std::uint64_t> bytes_echoed_{0};
     std::atomic<std::uint64_t> cut_{0};
+    std::atomic<std::uint64_t> heartbeat_{0};
     // Declared after everything a session's frame touches: destroying the context destroys any
     // frame still suspended in it, whose cleanup uses the members above.
     asio::io_context context_{1};
@@ -327,34 +332,49 @@ private:
 
 class Server::Impl {
 public:
-    Impl(DaemonConfig config, int listen_fd, std::vector<std::string> args)
+    Impl(DaemonConfig config, ServerSocket socket, std::vector<std::string> args)
         : config_(std::move(config))
         , args_(std::move(args))
-        , acceptor_(control_, asio::local::stream_protocol(), listen_fd)
+        , socket_(socket)
+        , acceptor_(control_)
         , signals_(control_, SIGTERM, SIGINT, SIGHUP)
         , resume_accepting_(control_)
-        , shutdown_deadline_(control_) {
+        , shutdown_deadline_(control_)
+        , status_timer_(control_)
+        , watchdog_timer_(control_) {
         signals_.add(SIGUSR1);
-        for (unsigned i = 0; i < config_.threads; ++i) {
+        // One connection needs one worker, whatever --threads says.
+        const unsigned worker_count = socket_.connected ? 1 : config_.threads;
+        for (unsigned i = 0; i < worker_count; ++i) {
             workers_.push_back(std::make_unique<Worker>(
                 config_.buffer_size, worker_settings(),
                 [this] { asio::post(control_, [this] { on_worker_done(); }); },
                 [this] { on_connection_end(); }));
         }
+        if (!socket_.connected)
+            acceptor_.assign(asio::local::stream_protocol(), socket_.fd);
     }
 
     ExitCode run() {
         const auto descriptors = raise_descriptor_limit();
-        UDS_LOG(info) << "serving with " << workers_.size() << " worker thread(s), up to "
-                      << config_.max_connections << " connections (descriptor limit " << descriptors
-                      << ")";
         for (auto& worker : workers_)
             worker->start();
-        asio::co_spawn(control_, accept_loop(), [](std::exception_ptr failure) {
-            if (failure)
-                std::rethrow_exception(failure); // the daemon cannot serve without its acceptor
-        });
+        if (socket_.connected) {
+            UDS_LOG(info) << "serving one connection passed by socket activation";
+            serve_passed_connection();
+        } else {
+            UDS_LOG(info) << "serving with " << workers_.size() << " worker thread(s), up to "
+                          << config_.max_connections << " connections (descriptor limit "
+                          << descriptors << ")";
+            asio::co_spawn(control_, accept_loop(), [](std::exception_ptr failure) {
+                if (failure)
+                    std::rethrow_exception(failure); // no daemon without its acceptor
+            });
+        }
         wait_for_signal();
+        update_status_every_second();
+        send_watchdog_pings();
+        notifier_.ready();
         control_.run();
         for (auto& worker : workers_)
             worker->join();
@@ -396,17 +416,32 @@ private:
                 UDS_LOG(info) << "accepting connections again";
                 exhausted = false;
             }
-            const auto id = ++total_;
-            const auto peer = peer_credentials(socket.native_handle()).value_or(PeerCredentials{});
-            if (!config_.access.allows(peer)) {
-                log_refused(id, peer);
-                continue; // the socket closes here, before a byte is read
-            }
-            UDS_LOG(debug) << describe_peer(id, peer) << " accepted";
-            active_.fetch_add(1);
-            worker.start_session(std::move(socket), id, peer);
-            next_worker = (next_worker + 1) % workers_.size();
+            if (admit(std::move(socket), worker))
+                next_worker = (next_worker + 1) % workers_.size();
         }
+    }
+
+    // Checks the peer against the allow lists and hands it to `worker`. A refused peer is closed
+    // before a byte of it is read.
+    bool admit(Socket socket, Worker& worker) {
+        const auto id = ++total_;
+        const auto peer = peer_credentials(socket.native_handle()).value_or(PeerCredentials{});
+        if (!config_.access.allows(peer)) {
+            log_refused(id, peer);
+            return false;
+        }
+        UDS_LOG(debug) << describe_peer(id, peer) << " accepted";
+        active_.fetch_add(1);
+        worker.start_session(std::move(socket), id, peer);
+        return true;
+    }
+
+    // Accept=yes: the descriptor is the client; the daemon exits when its session ends.
+    void serve_passed_connection() {
+        auto& worker = *workers_.front();
+        Socket socket(worker.context(), asio::local::stream_protocol(), socket_.fd);
+        if (!admit(std::move(socket), worker))
+            asio::post(control_, [this] { begin_shutdown("connection refused"); });
     }
 
     // At --max-connections the listener is left alone: new clients wait in the kernel's listen
@@ -424,7 +459,9 @@ private:
     // Runs on a worker thread.
     void on_connection_end() {
         active_.fetch_sub(1);
-        if (accept_paused_.load())
+        if (socket_.connected)
+            asio::post(control_, [this] { begin_shutdown("connection closed"); });
+        else if (accept_paused_.load())
             asio::post(control_, [this] { resume_accepting_.cancel(); });
     }
 
@@ -472,10 +509,20 @@ private:
             force_close_all();
             return;
         }
+        begin_shutdown(strsignal(signal_number));
+    }
+
+    // Stops accepting and lets open sessions finish, for at most --shutdown-timeout.
+    void begin_shutdown(const std::string& reason) {
+        if (stopping_)
+            return;
         stopping_ = true;
-        UDS_LOG(info) << strsignal(signal_number) << ": no new connections; draining "
-                      << active_.load() << " open connection(s) for up to "
-                      << config_.shutdown_timeout.count() << " s";
+        notifier_.stopping();
+        UDS_LOG(info) << reason << ": no new connections; draining " << active_.load()
+                      << " open connection(s) for up to " << config_.shutdown_timeout.count()
+                      << " s";
+        // A passed listening socket stays open in systemd, which keeps queued clients for the
+        // next start; closing our descriptor never unlinks or shuts down the socket itself.
         error_code ignored;
         acceptor_.close(ignored);
         resume_accepting_.cancel();
@@ -499,6 +546,8 @@ private:
             return;
         finished_ = true;
         shutdown_deadline_.cancel();
+        status_timer_.cancel();
+        watchdog_timer_.cancel();
         signals_.cancel();
         std::uint64_t cut = 0;
         for (auto& worker : workers_)
@@ -511,6 +560,12 @@ private:
     // SIGHUP: the new file must be valid as a whole, or nothing of it is applied.
     void reload() {
         UDS_LOG(info) << "SIGHUP: reloading the configuration";
+        notifier_.reloading();
+        apply_reloaded_configuration();
+        notifier_.ready();
+    }
+
+    void apply_reloaded_configuration() {
         DaemonConfig next;
         try {
             auto parsed = parse_daemon_config(args_);
@@ -549,21 +604,84 @@ private:
                                           : "; changed: " + summary);
     }
 
-    void log_statistics(const char* what) {
+    std::uint64_t bytes_echoed() const {
         std::uint64_t bytes = 0;
-        for (auto& worker : workers_)
+        for (const auto& worker : workers_)
             bytes += worker->bytes_echoed();
-        UDS_LOG(info) << what << ": " << active_.load() << " open connection(s), " << total_
-                      << " accepted, " << refused_ << " refused, " << bytes << " bytes echoed";
+        return bytes;
+    }
+
+    std::string statistics() const {
+        return std::to_string(active_.load()) + " open connection(s), " + std::to_string(total_) +
+               " accepted, " + std::to_string(refused_) + " refused, " +
+               std::to_string(bytes_echoed()) + " bytes echoed";
+    }
+
+    void log_statistics(const char* what) { UDS_LOG(info) << what << ": " << statistics(); }
+
+    // Once a second: the STATUS= line (sent only when it changed) and the --exit-on-idle clock.
+    void update_status_every_second() {
+        status_timer_.expires_after(std::chrono::seconds(1));
+        status_timer_.async_wait([this](const error_code& error) {
+            if (error || finished_)
+                return;
+            const auto status = statistics();
+            if (status != last_status_) {
+                notifier_.status(status);
+                last_status_ = status;
+            }
+            check_exit_on_idle();
+            update_status_every_second();
+        });
+    }
+
+    // Only a socket-activated daemon may exit on idle: systemd keeps the listening socket and
+    // starts the service again for the next client.
+    void check_exit_on_idle() {
+        if (!socket_.socket_activated || socket_.connected || config_.exit_on_idle.count() == 0 ||
+            stopping_)
+            return;
+        idle_seconds_ = active_.load() == 0 ? idle_seconds_ + 1 : 0;
+        if (idle_seconds_ >= config_.exit_on_idle.count())
+            begin_shutdown("idle for " + std::to_string(idle_seconds_) + " s");
+    }
+
+    // WATCHDOG=1 proves more than a live control thread: each ping goes out only after every
+    // worker's event loop has run the heartbeat posted at the previous ping.
+    void send_watchdog_pings() {
+        const auto interval = notifier_.watchdog_interval();
+        if (!interval)
+            return;
+        watchdog_timer_.expires_after(*interval);
+        watchdog_timer_.async_wait([this](const error_code& error) {
+            if (error || finished_)
+                return;
+            bool healthy = true;
+            for (const auto& worker : workers_)
+                healthy = healthy && worker->heartbeat() == heartbeat_;
+            if (healthy)
+                notifier_.watchdog();
+            else
+                UDS_LOG(warning) << "a worker's event loop is stalled; withholding WATCHDOG=1";
+            ++heartbeat_;
+            for (auto& worker : workers_)
+                asio::post(worker->context(),
+                           [&worker = *worker, beat = heartbeat_] { worker.set_heartbeat(beat); });
+            send_watchdog_pings();
+        });
     }
 
     DaemonConfig config_;
     std::vector<std::string> args_;
+    ServerSocket socket_;
+    ServiceNotifier notifier_;
     asio::io_context control_{1};
     asio::local::stream_protocol::acceptor acceptor_;
     asio::signal_set signals_;
     asio::steady_timer resume_accepting_;
     asio::steady_timer shutdown_deadline_;
+    asio::steady_timer status_timer_;
+    asio::steady_timer watchdog_timer_;
     std::vector<std::unique_ptr<Worker>> workers_;
     std::atomic<unsigned> active_{0};
     std::atomic<bool> accept_paused_{false};
@@ -573,12 +691,15 @@ private:
     unsigned refused_in_window_ = 0;
     unsigned refused_unlogged_ = 0;
     std::size_t workers_running_ = 0;
+    std::string last_status_;
+    long idle_seconds_ = 0;
+    std::uint64_t heartbeat_ = 0;
     bool stopping_ = false;
     bool finished_ = false;
 };
 
-Server::Server(DaemonConfig config, int listen_fd, std::vector<std::string> args)
-    : impl_(std::make_unique<Impl>(std::move(config), listen_fd, std::move(args))) {}
+Server::Server(DaemonConfig config, ServerSocket socket, std::vector<std::string> args)
+    : impl_(std::make_unique<Impl>(std::move(config), socket, std::move(args))) {}
 
 Server::~Server() = default;
 

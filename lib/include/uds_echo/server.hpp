@@ -10,16 +10,23 @@
 
 namespace uds_echo {
 
+// The socket the server serves; the server takes ownership of the descriptor.
+struct ServerSocket {
+    int fd = -1;
+    bool connected = false;        // Accept=yes: one connected client to serve, then exit
+    bool socket_activated = false; // passed by systemd: enables --exit-on-idle
+};
+
 class Server {
 public:
-    // `listen_fd` is a listening AF_UNIX stream socket; the server takes ownership. `args` are
-    // the command line arguments, kept to re-read the configuration on SIGHUP.
-    Server(DaemonConfig config, int listen_fd, std::vector<std::string> args);
+    // `args` are the command line arguments, kept to re-read the configuration on SIGHUP.
+    Server(DaemonConfig config, ServerSocket socket, std::vector<std::string> args);
     ~Server();
     Server(const Server&) = delete;
     Server& operator=(const Server&) = delete;
 
-    // Serves until SIGTERM/SIGINT and the drain that follows; returns the exit code.
+    // Serves until SIGTERM/SIGINT (or the end of the one connection, or --exit-on-idle) and the
+    // drain that follows; returns the exit code.
     ExitCode run();
 
 private:
