@@ -22,14 +22,14 @@ constexpr std::size_t min_buffer_size = 512;
 constexpr std::size_t max_buffer_size = 64 * 1024 * 1024;
 
 struct DaemonConfig {
-    std::string config_file;          // the file that was read; empty when none
-    std::string socket_path;          // resolved per SPEC §3, validated
+    std::string config_file; // the file that was read; empty when none
+    std::string socket_path; // resolved per SPEC §3, validated
     mode_t socket_mode = 0660;
     std::optional<gid_t> socket_group; // resolved from a name or a number
-    unsigned threads = 1;             // resolved: 0 on input becomes the CPUs in the affinity mask
+    unsigned threads = 1;              // resolved: 0 on input becomes the CPUs in the affinity mask
     unsigned max_connections = 10000;
-    std::chrono::seconds idle_timeout{0};     // 0 = never
-    std::chrono::seconds exit_on_idle{0};     // 0 = never
+    std::chrono::seconds idle_timeout{0}; // 0 = never
+    std::chrono::seconds exit_on_idle{0}; // 0 = never
     std::chrono::seconds shutdown_timeout{5};
     std::size_t buffer_size = default_buffer_size;
     AccessPolicy access;
@@ -55,8 +55,9 @@ using ParseResult = std::variant<DaemonConfig, InformationRequest>;
 // Throws Failure(ExitCode::usage) for a bad command line and Failure(ExitCode::config) for a bad
 // or missing config file; the message names the option, or the file and line.
 // `default_config_file` is the file read when --config is absent and it exists.
-ParseResult parse_daemon_config(const std::vector<std::string>& args,
-                                 const std::string& default_config_file = "/etc/uds-echo/uds-echo.conf");
+ParseResult
+parse_daemon_config(const std::vector<std::string>& args,
+                    const std::string& default_config_file = "/etc/uds-echo/uds-echo.conf");
 
 // Names of the options that differ between `before` and `after` and only take effect after a
 // restart (socket, socket-mode, socket-group, threads, buffer-size), for the SIGHUP log.

@@ -10,7 +10,7 @@
 namespace uds_echo {
 
 struct ListenerOptions {
-    std::string path;                // validated; "@name" for an abstract socket
+    std::string path; // validated; "@name" for an abstract socket
     mode_t mode = 0660;
     std::optional<gid_t> group;
 };
