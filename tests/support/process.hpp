@@ -172,6 +172,19 @@ struct DaemonOptions {
     // Wait until a connect() to the socket succeeds.
     bool wait_ready = true;
     std::chrono::milliseconds ready_timeout = 10s;
+
+    // Shorthands (designated initializers that omit fields warn with g++ 12 -Wextra).
+    static DaemonOptions at(std::string socket_path, std::vector<std::string> extra_args = {}) {
+        DaemonOptions options;
+        options.socket = std::move(socket_path);
+        options.args = std::move(extra_args);
+        return options;
+    }
+    static DaemonOptions with_args(std::vector<std::string> extra_args) {
+        DaemonOptions options;
+        options.args = std::move(extra_args);
+        return options;
+    }
 };
 
 // A running uds-echod and the socket it serves.

@@ -1,0 +1,310 @@
+// The echo protocol (SPEC §2) against a real uds-echod over real sockets.
+#define BOOST_TEST_MODULE integration_echo
+#include <boost/test/unit_test.hpp>
+
+#include "process.hpp"
+
+#include <sys/socket.h>
+
+#include <atomic>
+#include <cerrno>
+#include <latch>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace uds_echo::test;
+
+namespace {
+
+constexpr std::size_t MiB = 1024 * 1024;
+
+// A daemon in its own temp dir, for each test case.
+struct DaemonFixture {
+    TempDir dir;
+    Daemon daemon = start_daemon(dir);
+
+    ~DaemonFixture() {
+        // A test that passed must not have killed the daemon on the way.
+        BOOST_CHECK_MESSAGE(daemon.process.running(),
+                            "uds-echod ended during the test: "
+                                << (daemon.process.status() ? daemon.process.status()->describe()
+                                                            : std::string("?"))
+                                << "; stderr: " << daemon.process.stderr_text());
+    }
+
+    void check_still_echoes() {
+        const std::string probe = "still there?\n";
+        BOOST_TEST(echo_through(daemon.socket, probe) == probe);
+    }
+};
+
+// The daemon's descriptor count once it stops changing: connections that just closed on the
+// client side may still be open in the daemon for a moment.
+std::size_t settled_fd_count(pid_t pid) {
+    std::size_t previous = open_fd_count(pid);
+    std::size_t current = previous;
+    bool settled = wait_until(
+        [&] {
+            current = open_fd_count(pid);
+            bool same = current == previous;
+            previous = current;
+            return same;
+        },
+        5s, 100ms);
+    BOOST_REQUIRE_MESSAGE(settled, "fd count of uds-echod keeps changing");
+    return current;
+}
+
+void check_same(const std::string& echoed, const std::string& sent) {
+    auto difference = first_difference(echoed, sent);
+    BOOST_TEST(!difference.has_value(), "echo differs at byte "
+                                            << difference.value_or(0) << " (sent " << sent.size()
+                                            << " bytes, got " << echoed.size() << ")");
+}
+
+// Writes with MSG_DONTWAIT until the socket buffer is full; returns the bytes written.
+std::size_t fill_without_blocking(int fd, const std::string& chunk) {
+    std::size_t written = 0;
+    for (;;) {
+        ssize_t n = ::send(fd, chunk.data(), chunk.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n > 0) {
+            written += static_cast<std::size_t>(n);
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        return written;
+    }
+}
+
+} // namespace
+
+BOOST_FIXTURE_TEST_SUITE(echo, DaemonFixture)
+
+BOOST_AUTO_TEST_CASE(binary_data_with_nul_bytes_comes_back_unchanged) {
+    std::string data;
+    for (int round = 0; round < 4; ++round)
+        for (int value = 0; value < 256; ++value)
+            data += static_cast<char>(value);
+    data += std::string(100, '\0');
+
+    Fd fd = connect_unix(daemon.socket);
+    write_all(fd.get(), data);
+    std::string echoed = read_exact(fd.get(), data.size());
+    check_same(echoed, data);
+
+    // Nothing extra arrives: after the half-close only EOF.
+    shutdown_write(fd.get());
+    BOOST_TEST(read_until_eof(fd.get()).empty());
+}
+
+BOOST_AUTO_TEST_CASE(a_single_byte_comes_back) {
+    Fd fd = connect_unix(daemon.socket);
+    write_all(fd.get(), "x");
+    BOOST_TEST(read_exact(fd.get(), 1) == "x");
+    write_all(fd.get(), std::string(1, '\0'));
+    BOOST_TEST(read_exact(fd.get(), 1) == std::string(1, '\0'));
+    shutdown_write(fd.get());
+    BOOST_TEST(read_until_eof(fd.get()).empty());
+}
+
+BOOST_AUTO_TEST_CASE(sixteen_mib_on_one_connection) {
+    const std::string data = random_bytes(16 * MiB, 16);
+    check_same(echo_through(daemon.socket, data), data);
+}
+
+BOOST_AUTO_TEST_CASE(two_hundred_concurrent_clients_get_their_own_data) {
+    constexpr std::size_t clients = 200;
+    constexpr std::size_t size = 64 * 1024;
+    std::size_t baseline = settled_fd_count(daemon.process.pid());
+
+    // All connections are open at the same time before anyone sends.
+    std::vector<Fd> connections;
+    for (std::size_t i = 0; i < clients; ++i)
+        connections.push_back(connect_unix(daemon.socket));
+
+    std::vector<std::string> failures(clients);
+    std::latch start(clients);
+    std::vector<std::thread> threads;
+    for (std::size_t i = 0; i < clients; ++i) {
+        threads.emplace_back([&, i] {
+            const std::string data = random_bytes(size, 1000 + i);
+            int fd = connections[i].get();
+            start.arrive_and_wait();
+            try {
+                std::thread writer([&] {
+                    try {
+                        write_all(fd, data);
+                        shutdown_write(fd);
+                    } catch (...) {
+                        ::shutdown(fd, SHUT_RDWR);
+                    }
+                });
+                std::string echoed;
+                try {
+                    echoed = read_until_eof(fd);
+                } catch (...) {
+                    ::shutdown(fd, SHUT_RDWR);
+                    writer.join();
+                    throw;
+                }
+                writer.join();
+                if (echoed != data)
+                    failures[i] = "client " + std::to_string(i) + ": got " +
+                                  std::to_string(echoed.size()) + " bytes, not its own " +
+                                  std::to_string(size);
+            } catch (const std::exception& error) {
+                failures[i] = "client " + std::to_string(i) + ": " + error.what();
+            }
+        });
+    }
+    for (auto& thread : threads)
+        thread.join();
+    for (const auto& failure : failures)
+        BOOST_TEST(failure.empty(), failure);
+
+    connections.clear();
+    pid_t pid = daemon.process.pid();
+    BOOST_TEST(wait_until([&] { return open_fd_count(pid) <= baseline; }, 10s),
+               "daemon fds: " << open_fd_count(pid) << ", baseline " << baseline);
+    check_still_echoes();
+}
+
+BOOST_AUTO_TEST_CASE(half_close_returns_everything_then_eof) {
+    const std::string data = random_bytes(64 * 1024, 7);
+    Fd fd = connect_unix(daemon.socket);
+    write_all(fd.get(), data);
+    shutdown_write(fd.get());
+    check_same(read_until_eof(fd.get()), data);
+}
+
+BOOST_AUTO_TEST_CASE(half_close_without_data_gives_eof) {
+    Fd fd = connect_unix(daemon.socket);
+    shutdown_write(fd.get());
+    BOOST_TEST(read_until_eof(fd.get()).empty());
+}
+
+BOOST_AUTO_TEST_CASE(half_close_after_partial_reads) {
+    // The client reads some of the echo, then half-closes with more still in flight.
+    const std::string data = random_bytes(256 * 1024, 8);
+    Fd fd = connect_unix(daemon.socket);
+    write_all(fd.get(), std::string_view(data).substr(0, 1000));
+    std::string echoed = read_exact(fd.get(), 1000);
+    std::thread writer([&] {
+        write_all(fd.get(), std::string_view(data).substr(1000));
+        shutdown_write(fd.get());
+    });
+    echoed += read_until_eof(fd.get());
+    writer.join();
+    check_same(echoed, data);
+}
+
+BOOST_AUTO_TEST_CASE(a_client_that_does_not_read_is_slowed_not_buffered) {
+    constexpr std::size_t total = 64 * MiB;
+    constexpr std::size_t chunk_size = 64 * 1024;
+    check_still_echoes(); // warm up: the first session's allocations are part of the baseline
+    pid_t pid = daemon.process.pid();
+    std::size_t rss_before = resident_bytes(pid);
+
+    Fd fd = connect_unix(daemon.socket, 120s);
+    std::atomic<std::size_t> written{0};
+    std::string writer_error;
+    std::thread writer([&] {
+        try {
+            for (std::size_t offset = 0; offset < total; offset += chunk_size) {
+                write_all(fd.get(), random_bytes(chunk_size, offset));
+                written += chunk_size;
+            }
+            shutdown_write(fd.get());
+        } catch (const std::exception& error) {
+            writer_error = error.what();
+            ::shutdown(fd.get(), SHUT_RDWR);
+        }
+    });
+
+    // The writer must stall: nothing is read, so the daemon can only stop reading. The count of
+    // written bytes stops moving long before 64 MiB.
+    std::size_t previous = written.load();
+    std::size_t max_rss = rss_before;
+    bool stalled = wait_until(
+        [&] {
+            max_rss = std::max(max_rss, resident_bytes(pid));
+            std::size_t now = written.load();
+            bool same = now == previous && now > 0;
+            previous = now;
+            return same;
+        },
+        20s, 250ms);
+    std::size_t stalled_at = written.load();
+    max_rss = std::max(max_rss, resident_bytes(pid));
+    BOOST_TEST(stalled, "the writer never stalled; written " << written.load());
+    BOOST_TEST(stalled_at < 16 * MiB, "the daemon accepted " << stalled_at
+                                                             << " bytes from a client that reads "
+                                                                "nothing");
+    BOOST_TEST(max_rss - rss_before < 16 * MiB,
+               "daemon RSS grew from " << rss_before << " to " << max_rss);
+
+    // Now read: everything comes back, identical, and the daemon dropped nothing.
+    std::string echoed;
+    std::string read_error;
+    try {
+        echoed = read_until_eof(fd.get());
+    } catch (const std::exception& error) {
+        read_error = error.what();
+        ::shutdown(fd.get(), SHUT_RDWR);
+    }
+    writer.join();
+    BOOST_TEST(writer_error.empty(), writer_error);
+    BOOST_TEST(read_error.empty(), read_error);
+    BOOST_TEST_REQUIRE(echoed.size() == total);
+    for (std::size_t offset = 0; offset < total; offset += chunk_size) {
+        if (echoed.compare(offset, chunk_size, random_bytes(chunk_size, offset)) != 0) {
+            BOOST_ERROR("echo differs in the chunk at offset " << offset);
+            break;
+        }
+    }
+    check_still_echoes();
+}
+
+BOOST_AUTO_TEST_CASE(clients_resetting_mid_transfer_leave_nothing_behind) {
+    pid_t pid = daemon.process.pid();
+    std::size_t baseline = settled_fd_count(pid);
+    const std::string chunk = random_bytes(64 * 1024, 3);
+
+    for (int round = 0; round < 150; ++round) {
+        Fd fd = connect_unix(daemon.socket);
+        switch (round % 3) {
+        case 0: // reset right after sending: the daemon is reading or echoing
+            write_all(fd.get(), std::string_view(chunk).substr(0, 4096));
+            break;
+        case 1: // reset after part of the echo came back: more is still in flight
+            write_all(fd.get(), chunk);
+            read_exact(fd.get(), 1000);
+            break;
+        case 2: // reset while the daemon is stuck writing to a full socket
+            fill_without_blocking(fd.get(), chunk);
+            break;
+        }
+        close_with_reset(fd);
+    }
+
+    BOOST_TEST(wait_until([&] { return open_fd_count(pid) <= baseline; }, 10s),
+               "daemon fds: " << open_fd_count(pid) << ", baseline " << baseline);
+    check_still_echoes();
+    const std::string data = random_bytes(1 * MiB, 4);
+    check_same(echo_through(daemon.socket, data), data);
+}
+
+BOOST_AUTO_TEST_CASE(many_sequential_connections_do_not_leak) {
+    pid_t pid = daemon.process.pid();
+    std::size_t baseline = settled_fd_count(pid);
+    for (int i = 0; i < 300; ++i) {
+        const std::string data = "connection " + std::to_string(i);
+        BOOST_REQUIRE(echo_through(daemon.socket, data) == data);
+    }
+    BOOST_TEST(wait_until([&] { return open_fd_count(pid) <= baseline; }, 10s),
+               "daemon fds: " << open_fd_count(pid) << ", baseline " << baseline);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
