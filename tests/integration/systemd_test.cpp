@@ -1,0 +1,201 @@
+// Socket activation and service notification without PID 1: systemd-socket-activate passes the
+// socket, and a datagram socket owned by the test plays the role of $NOTIFY_SOCKET.
+#define BOOST_TEST_MODULE systemd integration
+#include <boost/test/unit_test.hpp>
+
+#include "process.hpp"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstring>
+#include <thread>
+
+using namespace uds_echo::test;
+
+namespace {
+
+constexpr const char* socket_activate = "/usr/bin/systemd-socket-activate";
+
+// The receiving end of sd_notify(3): a bound AF_UNIX datagram socket.
+class NotifySocket {
+public:
+    explicit NotifySocket(std::string path)
+        : path_(std::move(path))
+        , fd_(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)) {
+        sockaddr_un address{};
+        address.sun_family = AF_UNIX;
+        std::strncpy(address.sun_path, path_.c_str(), sizeof address.sun_path - 1);
+        if (::bind(fd_.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0)
+            throw std::runtime_error("cannot bind " + path_ + ": " + std::strerror(errno));
+    }
+
+    const std::string& path() const { return path_; }
+
+    // Waits for a message containing `needle` and returns it; everything received on the way is
+    // kept in history(). nullopt after `timeout`.
+    std::optional<std::string> wait_for(const std::string& needle,
+                                        std::chrono::milliseconds timeout) {
+        const auto deadline = Clock::now() + timeout;
+        for (;;) {
+            const auto left =
+                std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+            if (left.count() <= 0)
+                return std::nullopt;
+            pollfd readable{fd_.get(), POLLIN, 0};
+            if (::poll(&readable, 1, static_cast<int>(left.count())) <= 0)
+                continue;
+            char buffer[4096];
+            const auto size = ::recv(fd_.get(), buffer, sizeof buffer, 0);
+            if (size <= 0)
+                continue;
+            std::string message(buffer, static_cast<std::size_t>(size));
+            history_.push_back(message);
+            if (message.find(needle) != std::string::npos)
+                return message;
+        }
+    }
+
+    const std::vector<std::string>& history() const { return history_; }
+
+private:
+    std::string path_;
+    Fd fd_;
+    std::vector<std::string> history_;
+};
+
+// `systemd-socket-activate [extra] -l SOCKET -E ... uds-echod --config EMPTY daemon_args...`.
+// systemd-socket-activate gives the child a fresh environment: only what -E names reaches it.
+Process start_activated(const TempDir& dir, const std::string& socket,
+                        const std::vector<std::string>& activate_args,
+                        const std::vector<std::string>& daemon_args) {
+    ProcessOptions options;
+    options.argv = {socket_activate};
+    options.argv.insert(options.argv.end(), activate_args.begin(), activate_args.end());
+    options.argv.insert(options.argv.end(), {"-l", socket, "--", daemon_binary(), "--config",
+                                             dir.write_file("empty.conf", "")});
+    options.argv.insert(options.argv.end(), daemon_args.begin(), daemon_args.end());
+    options.environment = clean_daemon_environment();
+    return Process(options);
+}
+
+void wait_for_socket_file(const std::string& path) {
+    BOOST_REQUIRE_MESSAGE(wait_until([&] { return is_socket_file(path); }, 10s),
+                          "no socket file at " << path);
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(adopts_passed_listening_socket_and_notifies) {
+    TempDir dir;
+    const auto socket = dir.file("s.sock");
+    NotifySocket notify(dir.file("notify.sock"));
+    auto daemon = start_activated(
+        dir, socket, {"-E", "NOTIFY_SOCKET=" + notify.path(), "-E", "WATCHDOG_USEC=400000"}, {});
+    wait_for_socket_file(socket);
+
+    // systemd-socket-activate starts the daemon at the first connection, as systemd does.
+    BOOST_TEST(echo_through(socket, "activated") == "activated");
+    BOOST_TEST(notify.wait_for("READY=1", 10s).has_value());
+    BOOST_TEST(notify.wait_for("WATCHDOG=1", 5s).has_value());
+    const auto status = notify.wait_for("STATUS=", 5s);
+    BOOST_REQUIRE(status.has_value());
+    BOOST_TEST(status->find("bytes echoed") != std::string::npos, *status);
+
+    daemon.signal(SIGHUP);
+    const auto reloading = notify.wait_for("RELOADING=1", 5s);
+    BOOST_REQUIRE(reloading.has_value());
+    BOOST_TEST(reloading->find("MONOTONIC_USEC=") != std::string::npos, *reloading);
+    BOOST_TEST(notify.wait_for("READY=1", 5s).has_value());
+    BOOST_TEST(echo_through(socket, "after reload") == "after reload");
+
+    daemon.signal(SIGTERM);
+    BOOST_TEST(notify.wait_for("STOPPING=1", 5s).has_value());
+    const auto exit = daemon.wait_for_exit(10s);
+    BOOST_REQUIRE(exit.has_value());
+    BOOST_TEST(exit->exited_with(0), *exit << "; stderr: " << daemon.stderr_text());
+    // The socket belongs to whoever passed it: the daemon must not unlink it.
+    BOOST_TEST(is_socket_file(socket));
+}
+
+BOOST_AUTO_TEST_CASE(accept_yes_serves_one_connection_per_daemon) {
+    TempDir dir;
+    const auto socket = dir.file("s.sock");
+    auto activator = start_activated(dir, socket, {"--accept"}, {});
+    wait_for_socket_file(socket);
+
+    std::vector<std::thread> clients;
+    std::vector<std::string> echoes(4);
+    for (std::size_t i = 0; i < echoes.size(); ++i)
+        clients.emplace_back([&, i] {
+            try {
+                echoes[i] = echo_through(socket, random_bytes(100000 + i, i));
+            } catch (const std::exception& error) {
+                echoes[i] = error.what();
+            }
+        });
+    for (auto& client : clients)
+        client.join();
+    for (std::size_t i = 0; i < echoes.size(); ++i)
+        BOOST_TEST((echoes[i] == random_bytes(100000 + i, i)), "client " << i);
+    activator.signal(SIGTERM);
+    activator.wait_for_exit(10s);
+}
+
+BOOST_AUTO_TEST_CASE(refuses_a_datagram_socket_with_exit_78) {
+    TempDir dir;
+    const auto socket = dir.file("d.sock");
+    auto daemon = start_activated(dir, socket, {"--datagram"}, {});
+    wait_for_socket_file(socket);
+    // A datagram to the socket is the "first connection" that makes the activator exec.
+    Fd sender(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    std::strncpy(address.sun_path, socket.c_str(), sizeof address.sun_path - 1);
+    BOOST_REQUIRE(::sendto(sender.get(), "x", 1, 0, reinterpret_cast<sockaddr*>(&address),
+                           sizeof address) == 1);
+    const auto exit = daemon.wait_for_exit(10s);
+    BOOST_REQUIRE(exit.has_value());
+    BOOST_TEST(exit->exited_with(78), *exit);
+    BOOST_TEST(daemon.stderr_text().find("not an AF_UNIX stream socket") != std::string::npos,
+               daemon.stderr_text());
+}
+
+BOOST_AUTO_TEST_CASE(exits_when_idle_after_serving) {
+    TempDir dir;
+    const auto socket = dir.file("s.sock");
+    auto daemon = start_activated(dir, socket, {}, {"--exit-on-idle", "1"});
+    wait_for_socket_file(socket);
+    BOOST_TEST(echo_through(socket, "once") == "once");
+    const auto exit = daemon.wait_for_exit(10s);
+    BOOST_REQUIRE_MESSAGE(exit.has_value(), "still running; stderr: " << daemon.stderr_text());
+    BOOST_TEST(exit->exited_with(0), *exit << "; stderr: " << daemon.stderr_text());
+    BOOST_TEST(daemon.stderr_text().find("idle") != std::string::npos, daemon.stderr_text());
+    BOOST_TEST(is_socket_file(socket));
+}
+
+BOOST_AUTO_TEST_CASE(ignores_activation_variables_meant_for_another_process) {
+    TempDir dir;
+    // LISTEN_PID names another process (PID 1): the daemon must create its own socket.
+    auto daemon =
+        start_daemon(dir, DaemonOptions{.environment = {{"LISTEN_PID", "1"}, {"LISTEN_FDS", "1"}}});
+    BOOST_TEST(echo_through(daemon.socket, "own socket") == "own socket");
+    BOOST_TEST(stop_daemon(daemon).exited_with(0));
+}
+
+BOOST_AUTO_TEST_CASE(exit_on_idle_without_activation_is_ignored_with_a_warning) {
+    TempDir dir;
+    auto daemon = start_daemon(dir, DaemonOptions{.args = {"--exit-on-idle", "1"}});
+    BOOST_TEST(wait_until(
+        [&] { return daemon.process.stderr_text().find("exit-on-idle") != std::string::npos; },
+        5s));
+    // Still serving after the idle time has passed twice over.
+    const auto deadline = Clock::now() + 2500ms;
+    BOOST_TEST(!wait_until([&] { return !daemon.process.running(); }, 2500ms));
+    BOOST_TEST(Clock::now() >= deadline - 100ms);
+    BOOST_TEST(echo_through(daemon.socket, "still here") == "still here");
+    BOOST_TEST(stop_daemon(daemon).exited_with(0));
+}
