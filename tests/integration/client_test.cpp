@@ -1,0 +1,606 @@
+// The client uds-echo (SPEC §5): its forms, options and every exit code, against the real
+// uds-echod and against small fake servers that misbehave on purpose.
+#define BOOST_TEST_MODULE integration_client
+#include <boost/test/unit_test.hpp>
+
+#include "process.hpp"
+
+#include "uds_echo/paths.hpp"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace uds_echo::test;
+
+namespace {
+
+constexpr int exit_ok = 0;
+constexpr int exit_usage = 64;
+constexpr int exit_data_error = 65;
+constexpr int exit_unavailable = 69;
+constexpr int exit_os_error = 71;
+constexpr int exit_timeout = 75;
+constexpr int exit_no_permission = 77;
+
+constexpr std::size_t MiB = 1024 * 1024;
+constexpr uid_t nobody = 65534;
+
+// The client's environment: nothing from the caller that names a socket.
+Environment client_environment() {
+    return Environment{{"UDS_ECHO_SOCKET", std::nullopt}};
+}
+
+RunResult run_client(std::vector<std::string> args, ProcessOptions options = {}) {
+    options.argv = {client_binary()};
+    options.argv.insert(options.argv.end(), args.begin(), args.end());
+    if (options.environment.empty())
+        options.environment = client_environment();
+    return run(options, 60s);
+}
+
+bool contains(const std::string& text, const std::string& part) {
+    return text.find(part) != std::string::npos;
+}
+
+// One line on stderr, `uds-echo: ...`, and the expected exit code.
+void check_failure(const RunResult& result, int code, const std::vector<std::string>& parts) {
+    BOOST_TEST(result.status.exited_with(code),
+               "exit " << result.status << ", expected " << code << "; stderr: " << result.err);
+    BOOST_TEST(result.err.rfind("uds-echo: ", 0) == 0, "stderr: " << result.err);
+    BOOST_TEST(non_empty_lines(result.err).size() == 1u, "stderr: " << result.err);
+    for (const auto& part : parts)
+        BOOST_TEST(contains(result.err, part), "stderr lacks '" << part << "': " << result.err);
+}
+
+void check_same(const std::string& echoed, const std::string& sent) {
+    const auto difference = first_difference(echoed, sent);
+    BOOST_TEST(!difference.has_value(), "output differs at byte "
+                                            << difference.value_or(0) << " (sent " << sent.size()
+                                            << " bytes, got " << echoed.size() << ")");
+}
+
+Fd listening_socket(const std::string& path, int type = SOCK_STREAM, int backlog = 16) {
+    Fd fd(::socket(AF_UNIX, type | SOCK_CLOEXEC, 0));
+    BOOST_REQUIRE(fd.valid());
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    BOOST_REQUIRE(path.size() < sizeof address.sun_path);
+    std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
+    BOOST_REQUIRE_MESSAGE(::bind(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) ==
+                              0,
+                          "bind " << path << ": " << std::strerror(errno));
+    if (type == SOCK_STREAM)
+        BOOST_REQUIRE(::listen(fd.get(), backlog) == 0);
+    return fd;
+}
+
+// A server in a thread that accepts connections and hands each to `behaviour` (one at a time),
+// until destroyed. The behaviour gets the connection and a flag that turns true at shutdown.
+class FakeServer {
+public:
+    using Behaviour = std::function<void(int connection, const std::atomic<bool>& stopping)>;
+
+    FakeServer(const std::string& path, Behaviour behaviour)
+        : listener_(listening_socket(path))
+        , thread_([this, behaviour] { serve(behaviour); }) {}
+    FakeServer(const FakeServer&) = delete;
+    FakeServer& operator=(const FakeServer&) = delete;
+    ~FakeServer() {
+        stopping_ = true;
+        thread_.join();
+    }
+
+private:
+    void serve(const Behaviour& behaviour) {
+        while (!stopping_) {
+            if (!readable(listener_.get(), 20ms))
+                continue;
+            Fd connection(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+            if (connection.valid())
+                behaviour(connection.get(), stopping_);
+        }
+    }
+
+    static bool readable(int fd, std::chrono::milliseconds timeout) {
+        pollfd entry{fd, POLLIN, 0};
+        return ::poll(&entry, 1, static_cast<int>(timeout.count())) > 0;
+    }
+
+    Fd listener_;
+    std::atomic<bool> stopping_{false};
+    std::thread thread_;
+};
+
+// What the fake behaviours need: short blocking reads that notice the shutdown flag.
+std::string receive_some(int fd, const std::atomic<bool>& stopping) {
+    char buffer[64 * 1024];
+    while (!stopping) {
+        pollfd entry{fd, POLLIN, 0};
+        if (::poll(&entry, 1, 20) <= 0)
+            continue;
+        const ssize_t count = ::recv(fd, buffer, sizeof buffer, 0);
+        if (count <= 0)
+            return {};
+        return std::string(buffer, static_cast<std::size_t>(count));
+    }
+    return {};
+}
+
+std::string receive_exactly(int fd, std::size_t size, const std::atomic<bool>& stopping) {
+    std::string data;
+    while (data.size() < size) {
+        const std::string part = receive_some(fd, stopping);
+        if (part.empty())
+            break;
+        data += part;
+    }
+    return data;
+}
+
+void send_quietly(int fd, const std::string& data) {
+    std::string_view rest = data;
+    while (!rest.empty()) {
+        const ssize_t count = ::send(fd, rest.data(), rest.size(), MSG_NOSIGNAL);
+        if (count <= 0)
+            return;
+        rest.remove_prefix(static_cast<std::size_t>(count));
+    }
+}
+
+// Holds the connection open, reading and discarding, until the client goes away.
+void hold_until_peer_closes(int fd, const std::atomic<bool>& stopping) {
+    while (!stopping) {
+        pollfd entry{fd, POLLIN, 0};
+        if (::poll(&entry, 1, 20) <= 0)
+            continue;
+        char buffer[4096];
+        if (::recv(fd, buffer, sizeof buffer, 0) <= 0)
+            return;
+    }
+}
+
+// Reads everything, even past the client's half-close, and never answers: the connection stays
+// open until the client closes its end completely (POLLHUP).
+void swallow_silently(int fd, const std::atomic<bool>& stopping) {
+    hold_until_peer_closes(fd, stopping);
+    while (!stopping) {
+        pollfd entry{fd, POLLIN, 0};
+        if (::poll(&entry, 1, 20) > 0 && (entry.revents & POLLHUP) != 0)
+            return;
+    }
+}
+
+// Echoes a stream, but with the byte at `offset` changed.
+void echo_corrupting_at(int fd, std::size_t offset, const std::atomic<bool>& stopping) {
+    std::size_t position = 0;
+    for (;;) {
+        std::string data = receive_some(fd, stopping);
+        if (data.empty())
+            return;
+        if (offset >= position && offset < position + data.size())
+            data[offset - position] ^= 0x20;
+        position += data.size();
+        send_quietly(fd, data);
+    }
+}
+
+struct DaemonFixture {
+    TempDir dir;
+    Daemon daemon = start_daemon(dir);
+};
+
+// Runs the client as uid/gid 65534 (nobody) through fork, setgroups, setgid, setuid and exec:
+// the harness's Process keeps the test's identity.
+RunResult run_client_as_nobody(const std::vector<std::string>& args) {
+    int err_pipe[2];
+    BOOST_REQUIRE(::pipe2(err_pipe, O_CLOEXEC) == 0);
+    Fd err_read(err_pipe[0]);
+    Fd err_write(err_pipe[1]);
+    std::vector<std::string> argv_strings{client_binary()};
+    argv_strings.insert(argv_strings.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (auto& arg : argv_strings)
+        argv.push_back(arg.data());
+    argv.push_back(nullptr);
+    const pid_t pid = ::fork();
+    BOOST_REQUIRE(pid >= 0);
+    if (pid == 0) {
+        const int null = ::open("/dev/null", O_RDWR);
+        ::dup2(null, STDIN_FILENO);
+        ::dup2(null, STDOUT_FILENO);
+        ::dup2(err_write.get(), STDERR_FILENO);
+        if (::setgroups(0, nullptr) != 0 || ::setgid(nobody) != 0 || ::setuid(nobody) != 0)
+            ::_exit(126);
+        ::unsetenv("UDS_ECHO_SOCKET");
+        ::execv(argv[0], argv.data());
+        ::_exit(127);
+    }
+    err_write.reset();
+    std::string err;
+    char buffer[4096];
+    ssize_t count;
+    while ((count = ::read(err_read.get(), buffer, sizeof buffer)) != 0) {
+        if (count < 0 && errno == EINTR)
+            continue;
+        if (count < 0)
+            break;
+        err.append(buffer, static_cast<std::size_t>(count));
+    }
+    int raw = 0;
+    while (::waitpid(pid, &raw, 0) < 0 && errno == EINTR) {
+    }
+    ExitStatus status =
+        WIFSIGNALED(raw) ? ExitStatus{true, WTERMSIG(raw)} : ExitStatus{false, WEXITSTATUS(raw)};
+    return RunResult{status, "", err};
+}
+
+} // namespace
+
+// ---- one-shot ----
+
+BOOST_FIXTURE_TEST_CASE(one_shot_prints_the_echo, DaemonFixture) {
+    const auto result = run_client({"-s", daemon.socket, "hello"});
+    BOOST_TEST(result.status.exited_with(exit_ok), result.status << " " << result.err);
+    BOOST_TEST(result.out == "hello\n");
+    BOOST_TEST(result.err.empty());
+}
+
+BOOST_FIXTURE_TEST_CASE(words_are_joined_by_spaces, DaemonFixture) {
+    const auto result = run_client({"-s", daemon.socket, "hello", "big", "world"});
+    BOOST_TEST(result.status.exited_with(exit_ok), result.status << " " << result.err);
+    BOOST_TEST(result.out == "hello big world\n");
+}
+
+BOOST_FIXTURE_TEST_CASE(options_before_and_after_the_words, DaemonFixture) {
+    auto result = run_client({"hello", "-s", daemon.socket, "-t", "2"});
+    BOOST_TEST(result.status.exited_with(exit_ok), result.status << " " << result.err);
+    BOOST_TEST(result.out == "hello\n");
+    result = run_client({"-t", "0.5", "hello", "--socket", daemon.socket, "again"});
+    BOOST_TEST(result.status.exited_with(exit_ok), result.status << " " << result.err);
+    BOOST_TEST(result.out == "hello again\n");
+}
+
+BOOST_FIXTURE_TEST_CASE(words_are_sent_whatever_stdin_is, DaemonFixture) {
+    ProcessOptions options;
+    options.stdin_data = "this is not sent\n";
+    const auto result = run_client({"-s", daemon.socket, "hello"}, options);
+    BOOST_TEST(result.status.exited_with(exit_ok), result.status << " " << result.err);
+    BOOST_TEST(result.out == "hello\n");
+}
+
+BOOST_FIXTURE_TEST_CASE(quiet_prints_nothing, DaemonFixture) {
+    const auto result = run_client({"-q", "-s", daemon.socket, "hello"});
+    BOOST_TEST(result.status.exited_with(exit_ok), result.status << " " << result.err);
+    BOOST_TEST(result.out.empty());
+    BOOST_TEST(result.err.empty());
+}
+
+BOOST_FIXTURE_TEST_CASE(a_message_larger_than_the_socket_buffers, DaemonFixture) {
+    // Words of 100 KiB each, 1 MiB in all: the one-shot form must read while it writes.
+    std::vector<std::string> args{"-s", daemon.socket};
+    for (int i = 0; i < 10; ++i)
+        args.push_back(std::string(100 * 1024, static_cast<char>('a' + i)));
+    const auto result = run_client(args);
+    BOOST_TEST(result.status.exited_with(exit_ok), result.status << " " << result.err);
+    BOOST_TEST(result.out.size() == 10u * 100 * 1024 + 10);
+}
+
+BOOST_FIXTURE_TEST_CASE(the_socket_from_the_environment, DaemonFixture) {
+    ProcessOptions options;
+    options.environment = {{"UDS_ECHO_SOCKET", daemon.socket}};
+    const auto result = run_client({"hello"}, options);
+    BOOST_TEST(result.status.exited_with(exit_ok), result.status << " " << result.err);
+    BOOST_TEST(result.out == "hello\n");
+}
+
+// ---- streaming ----
+
+BOOST_FIXTURE_TEST_CASE(streams_16_mib_from_a_file, DaemonFixture) {
+    const std::string data = random_bytes(16 * MiB, 1);
+    ProcessOptions options;
+    options.stdin_data = data; // a regular file: epoll refuses it
+    const auto result = run_client({"-s", daemon.socket, "-"}, options);
+    BOOST_TEST(result.status.exited_with(exit_ok), result.status << " " << result.err);
+    check_same(result.out, data);
+}
+
+BOOST_FIXTURE_TEST_CASE(streams_16_mib_from_a_pipe, DaemonFixture) {
+    const std::string data = random_bytes(16 * MiB, 2);
+    int pipe_ends[2];
+    BOOST_REQUIRE(::pipe2(pipe_ends, O_CLOEXEC) == 0);
+    Fd read_end(pipe_ends[0]);
+    Fd write_end(pipe_ends[1]);
+    ProcessOptions options;
+    options.stdin_fd = read_end.get();
+    // No "-": stdin that is not a terminal streams too.
+    options.argv = {client_binary(), "-s", daemon.socket};
+    options.environment = client_environment();
+    Process client(options);
+    read_end.reset();
+    std::thread writer([&] {
+        std::string_view rest = data;
+        while (!rest.empty()) {
+            const ssize_t count = ::write(write_end.get(), rest.data(), rest.size());
+            if (count <= 0)
+                break;
+            rest.remove_prefix(static_cast<std::size_t>(count));
+        }
+        write_end.reset();
+    });
+    const auto status = client.wait_for_exit(60s);
+    writer.join();
+    BOOST_REQUIRE_MESSAGE(status.has_value(), "the client did not finish");
+    BOOST_TEST(status->exited_with(exit_ok), *status << " " << client.stderr_text());
+    check_same(client.stdout_text(), data);
+}
+
+BOOST_FIXTURE_TEST_CASE(dev_null_input_gives_no_output, DaemonFixture) {
+    ProcessOptions options; // stdin is /dev/null by default
+    const auto result = run_client({"-s", daemon.socket, "-"}, options);
+    BOOST_TEST(result.status.exited_with(exit_ok), result.status << " " << result.err);
+    BOOST_TEST(result.out.empty());
+}
+
+BOOST_FIXTURE_TEST_CASE(a_closed_output_pipe_ends_quietly, DaemonFixture) {
+    const std::string big = dir.write_file("big", random_bytes(8 * MiB, 3));
+    // The shell reports the client's own status; a death by SIGPIPE would be 141.
+    ProcessOptions options;
+    options.argv = {
+        "/bin/sh",
+        "-c",
+        "{ \"$0\" -s \"$1\" - < \"$2\"; echo \"client=$?\" >&2; } | head -c 1 >/dev/null",
+        client_binary(),
+        daemon.socket,
+        big};
+    options.environment = client_environment();
+    const auto result = run(options, 60s);
+    BOOST_TEST(contains(result.err, "client=0"), "stderr: " << result.err);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_slow_output_is_not_a_timeout, DaemonFixture) {
+    // The reader of our output sleeps longer than the timeout: the reply timeout only counts
+    // while the client waits on the daemon, not while it waits on its output.
+    const std::string data = random_bytes(4 * MiB, 5);
+    const std::string input = dir.write_file("input", data);
+    const std::string output = dir.file("output");
+    ProcessOptions options;
+    options.argv = {"/bin/sh",
+                    "-c",
+                    "{ \"$0\" -s \"$1\" -t 0.3 - < \"$2\"; echo \"client=$?\" >&2; } | "
+                    "{ sleep 1; cat > \"$3\"; }",
+                    client_binary(),
+                    daemon.socket,
+                    input,
+                    output};
+    options.environment = client_environment();
+    const auto result = run(options, 60s);
+    BOOST_TEST(contains(result.err, "client=0"), "stderr: " << result.err);
+    check_same(read_file(output), data);
+}
+
+BOOST_AUTO_TEST_CASE(a_stream_cut_short) {
+    TempDir dir;
+    const auto path = dir.file("fake.sock");
+    FakeServer server(path, [](int fd, const std::atomic<bool>& stopping) {
+        send_quietly(fd, receive_exactly(fd, 1000, stopping).substr(0, 1000));
+    });
+    ProcessOptions options;
+    options.stdin_data = random_bytes(2 * MiB, 6);
+    check_failure(run_client({"-s", path, "-"}, options), exit_data_error,
+                  {"closed the connection after 1000 of"});
+}
+
+// ---- 64 usage ----
+
+BOOST_AUTO_TEST_CASE(usage_errors) {
+    check_failure(run_client({"--no-such-option", "hello"}), exit_usage, {"--help"});
+    check_failure(run_client({"-t", "0", "hello"}), exit_usage, {"timeout"});
+    check_failure(run_client({"-t", "abc", "hello"}), exit_usage, {"timeout"});
+    check_failure(run_client({"--timeout=nan", "hello"}), exit_usage, {"timeout"});
+    check_failure(run_client({"hello", "-t"}), exit_usage, {"timeout"});
+    check_failure(run_client({"-s", "/tmp/" + std::string(120, 'x'), "hello"}), exit_usage, {});
+}
+
+BOOST_AUTO_TEST_CASE(help_and_version) {
+    auto result = run_client({"--help"});
+    BOOST_TEST(result.status.exited_with(exit_ok));
+    BOOST_TEST(contains(result.out, "--socket"));
+    result = run_client({"-V"});
+    BOOST_TEST(result.status.exited_with(exit_ok));
+    BOOST_TEST(result.out.rfind("uds-echo ", 0) == 0, result.out);
+}
+
+// ---- 65 the echo differed ----
+
+BOOST_AUTO_TEST_CASE(a_corrupted_echo) {
+    TempDir dir;
+    const auto path = dir.file("fake.sock");
+    FakeServer server(path, [](int fd, const std::atomic<bool>& stopping) {
+        std::string data = receive_exactly(fd, 6, stopping);
+        if (data.size() == 6)
+            data[4] = 'O';
+        send_quietly(fd, data);
+        hold_until_peer_closes(fd, stopping);
+    });
+    const auto result = run_client({"-s", path, "hello"});
+    check_failure(result, exit_data_error, {"offset 4"});
+}
+
+BOOST_AUTO_TEST_CASE(a_daemon_that_closes_early) {
+    TempDir dir;
+    const auto path = dir.file("fake.sock");
+    FakeServer server(path, [](int fd, const std::atomic<bool>& stopping) {
+        const std::string data = receive_exactly(fd, 6, stopping);
+        send_quietly(fd, data.substr(0, 2));
+    });
+    check_failure(run_client({"-s", path, "hello"}), exit_data_error, {"after 2 of 6 bytes"});
+}
+
+BOOST_AUTO_TEST_CASE(a_corrupted_stream) {
+    TempDir dir;
+    const auto path = dir.file("fake.sock");
+    FakeServer server(path, [](int fd, const std::atomic<bool>& stopping) {
+        echo_corrupting_at(fd, 1'000'000, stopping);
+    });
+    ProcessOptions options;
+    options.stdin_data = random_bytes(3 * MiB, 4);
+    check_failure(run_client({"-s", path, "-"}, options), exit_data_error, {"offset 1000000"});
+}
+
+// ---- 69 no daemon ----
+
+BOOST_AUTO_TEST_CASE(a_missing_socket) {
+    TempDir dir;
+    const auto path = dir.file("missing.sock");
+    check_failure(run_client({"-s", path, "hello"}), exit_unavailable,
+                  {path, "systemctl start uds-echo.socket"});
+}
+
+BOOST_AUTO_TEST_CASE(the_default_paths_are_all_named) {
+    if (path_exists(uds_echo::system_config_path) || path_exists(uds_echo::system_socket_path)) {
+        BOOST_TEST_MESSAGE("skipped: this machine has its own uds-echo config or socket");
+        return;
+    }
+    TempDir dir;
+    ProcessOptions options;
+    options.environment = {{"UDS_ECHO_SOCKET", std::nullopt}, {"XDG_RUNTIME_DIR", dir.path()}};
+    const auto result = run_client({"hello"}, options);
+    std::vector<std::string> expected{uds_echo::system_socket_path};
+    if (::getuid() != 0)
+        expected.push_back(dir.file("uds-echo.sock"));
+    check_failure(result, exit_unavailable, expected);
+    BOOST_TEST(contains(result.err, "systemctl start uds-echo.socket"));
+}
+
+BOOST_AUTO_TEST_CASE(a_stale_socket_file) {
+    TempDir dir;
+    const auto path = dir.file("stale.sock");
+    listening_socket(path); // closed at once: the file stays, nobody listens
+    check_failure(run_client({"-s", path, "hello"}), exit_unavailable, {path, "stale"});
+}
+
+BOOST_AUTO_TEST_CASE(a_missing_abstract_socket) {
+    const std::string name = "@uds-echo-client-test-" + std::to_string(::getpid());
+    check_failure(run_client({"-s", name, "hello"}), exit_unavailable, {name});
+}
+
+// ---- 75 timeout ----
+
+BOOST_AUTO_TEST_CASE(a_daemon_that_never_answers) {
+    TempDir dir;
+    const auto path = dir.file("fake.sock");
+    FakeServer server(path, hold_until_peer_closes);
+    const auto start = Clock::now();
+    check_failure(run_client({"-s", path, "-t", "0.5", "hello"}), exit_timeout, {"0.5 s"});
+    const auto elapsed = Clock::now() - start;
+    BOOST_TEST(elapsed >= 400ms);
+    BOOST_TEST(elapsed < 10s);
+}
+
+BOOST_AUTO_TEST_CASE(a_stream_that_is_never_echoed) {
+    TempDir dir;
+    const auto path = dir.file("fake.sock");
+    FakeServer server(path, swallow_silently);
+    ProcessOptions options;
+    options.stdin_data = "some input\n";
+    check_failure(run_client({"-s", path, "-t", "0.5", "-"}, options), exit_timeout, {});
+}
+
+BOOST_AUTO_TEST_CASE(a_full_listen_backlog) {
+    TempDir dir;
+    const auto path = dir.file("busy.sock");
+    const Fd listener = listening_socket(path, SOCK_STREAM, 0); // never accepts
+    std::vector<Fd> fillers;
+    for (int i = 0; i < 16; ++i) {
+        Fd filler(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+        sockaddr_un address{};
+        address.sun_family = AF_UNIX;
+        std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
+        if (::connect(filler.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
+            BOOST_REQUIRE_EQUAL(errno, EAGAIN);
+            break;
+        }
+        fillers.push_back(std::move(filler));
+    }
+    BOOST_REQUIRE_MESSAGE(fillers.size() < 16u, "the backlog never filled");
+    const auto start = Clock::now();
+    check_failure(run_client({"-s", path, "-t", "0.5", "hello"}), exit_timeout, {"backlog"});
+    const auto elapsed = Clock::now() - start;
+    BOOST_TEST(elapsed >= 400ms, "the client gave up before the timeout");
+    BOOST_TEST(elapsed < 10s);
+}
+
+BOOST_AUTO_TEST_CASE(a_backlog_that_frees_up_in_time) {
+    TempDir dir;
+    const auto path = dir.file("busy.sock");
+    const Fd listener = listening_socket(path, SOCK_STREAM, 0);
+    Fd filler = connect_unix(path);
+    std::thread server([&] {
+        std::this_thread::sleep_for(300ms);
+        Fd first(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC)); // the filler
+        Fd client(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+        set_io_timeout(client.get(), 10s);
+        write_all(client.get(), read_exact(client.get(), 6));
+        read_until_end_quietly(client.get());
+    });
+    const auto result = run_client({"-s", path, "-t", "5", "hello"});
+    server.join();
+    BOOST_TEST(result.status.exited_with(exit_ok), result.status << " " << result.err);
+    BOOST_TEST(result.out == "hello\n");
+}
+
+// ---- 77 permission denied ----
+
+BOOST_FIXTURE_TEST_CASE(a_socket_we_may_not_use, DaemonFixture) {
+    if (::geteuid() != 0) {
+        BOOST_TEST_MESSAGE("skipped: needs root to run the client as another user");
+        return;
+    }
+    BOOST_REQUIRE(::chmod(dir.path().c_str(), 0755) == 0);
+    BOOST_REQUIRE(::chmod(daemon.socket.c_str(), 0600) == 0);
+    const auto result = run_client_as_nobody({"-s", daemon.socket, "hello"});
+    check_failure(result, exit_no_permission, {daemon.socket, "owner root", "mode 0600"});
+}
+
+BOOST_FIXTURE_TEST_CASE(a_directory_we_may_not_enter, DaemonFixture) {
+    if (::geteuid() != 0) {
+        BOOST_TEST_MESSAGE("skipped: needs root to run the client as another user");
+        return;
+    }
+    BOOST_REQUIRE(::chmod(dir.path().c_str(), 0700) == 0);
+    const auto result = run_client_as_nobody({"-s", daemon.socket, "hello"});
+    check_failure(result, exit_no_permission, {"directory " + dir.path(), "mode 0700"});
+}
+
+// ---- 71 other OS errors ----
+
+BOOST_AUTO_TEST_CASE(a_datagram_socket_at_the_path) {
+    TempDir dir;
+    const auto path = dir.file("dgram.sock");
+    const Fd datagram = listening_socket(path, SOCK_DGRAM);
+    check_failure(run_client({"-s", path, "hello"}), exit_os_error, {path});
+}
+
+BOOST_FIXTURE_TEST_CASE(an_unreadable_input, DaemonFixture) {
+    Fd directory(::open(dir.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    BOOST_REQUIRE(directory.valid());
+    ProcessOptions options;
+    options.stdin_fd = directory.get(); // read(2) says EISDIR
+    check_failure(run_client({"-s", daemon.socket, "-"}, options), exit_os_error,
+                  {"cannot read the input"});
+}
