@@ -19,26 +19,6 @@ namespace {
 
 constexpr std::size_t MiB = 1024 * 1024;
 
-// A daemon in its own temp dir, for each test case.
-struct DaemonFixture {
-    TempDir dir;
-    Daemon daemon = start_daemon(dir);
-
-    ~DaemonFixture() {
-        // A test that passed must not have killed the daemon on the way.
-        BOOST_CHECK_MESSAGE(daemon.process.running(),
-                            "uds-echod ended during the test: "
-                                << (daemon.process.status() ? daemon.process.status()->describe()
-                                                            : std::string("?"))
-                                << "; stderr: " << daemon.process.stderr_text());
-    }
-
-    void check_still_echoes() {
-        const std::string probe = "still there?\n";
-        BOOST_TEST(echo_through(daemon.socket, probe) == probe);
-    }
-};
-
 // The daemon's descriptor count once it stops changing: connections that just closed on the
 // client side may still be open in the daemon for a moment.
 std::size_t settled_fd_count(pid_t pid) {
@@ -55,6 +35,45 @@ std::size_t settled_fd_count(pid_t pid) {
     BOOST_REQUIRE_MESSAGE(settled, "fd count of uds-echod keeps changing");
     return current;
 }
+
+// A daemon in its own temp dir, for each test case.
+struct DaemonFixture {
+    TempDir dir;
+    Daemon daemon = start_daemon(dir);
+
+    ~DaemonFixture() {
+        // A test that passed must not have killed the daemon on the way.
+        BOOST_CHECK_MESSAGE(daemon.process.running(),
+                            "uds-echod ended during the test: "
+                                << (daemon.process.status() ? daemon.process.status()->describe()
+                                                            : std::string("?"))
+                                << "; stderr: " << daemon.process.stderr_text());
+    }
+
+    // Worker event loops may create their descriptors (epoll, timerfd, eventfd) lazily, at their
+    // first connection: serve enough simultaneous connections to wake every worker before a
+    // baseline descriptor count is taken.
+    void wake_every_worker() {
+        std::vector<Fd> connections;
+        for (int i = 0; i < 32; ++i)
+            connections.push_back(connect_unix(daemon.socket));
+        for (auto& fd : connections) {
+            write_all(fd.get(), "w");
+            BOOST_REQUIRE(read_exact(fd.get(), 1) == "w");
+        }
+    }
+
+    // The descriptor count of the idle daemon after every worker has served a connection.
+    std::size_t baseline_fd_count() {
+        wake_every_worker();
+        return settled_fd_count(daemon.process.pid());
+    }
+
+    void check_still_echoes() {
+        const std::string probe = "still there?\n";
+        BOOST_TEST(echo_through(daemon.socket, probe) == probe);
+    }
+};
 
 void check_same(const std::string& echoed, const std::string& sent) {
     auto difference = first_difference(echoed, sent);
@@ -117,7 +136,7 @@ BOOST_AUTO_TEST_CASE(sixteen_mib_on_one_connection) {
 BOOST_AUTO_TEST_CASE(two_hundred_concurrent_clients_get_their_own_data) {
     constexpr std::size_t clients = 200;
     constexpr std::size_t size = 64 * 1024;
-    std::size_t baseline = settled_fd_count(daemon.process.pid());
+    std::size_t baseline = baseline_fd_count();
 
     // All connections are open at the same time before anyone sends.
     std::vector<Fd> connections;
@@ -269,7 +288,7 @@ BOOST_AUTO_TEST_CASE(a_client_that_does_not_read_is_slowed_not_buffered) {
 
 BOOST_AUTO_TEST_CASE(clients_resetting_mid_transfer_leave_nothing_behind) {
     pid_t pid = daemon.process.pid();
-    std::size_t baseline = settled_fd_count(pid);
+    std::size_t baseline = baseline_fd_count();
     const std::string chunk = random_bytes(64 * 1024, 3);
 
     for (int round = 0; round < 150; ++round) {
@@ -298,7 +317,7 @@ BOOST_AUTO_TEST_CASE(clients_resetting_mid_transfer_leave_nothing_behind) {
 
 BOOST_AUTO_TEST_CASE(many_sequential_connections_do_not_leak) {
     pid_t pid = daemon.process.pid();
-    std::size_t baseline = settled_fd_count(pid);
+    std::size_t baseline = baseline_fd_count();
     for (int i = 0; i < 300; ++i) {
         const std::string data = "connection " + std::to_string(i);
         BOOST_REQUIRE(echo_through(daemon.socket, data) == data);

@@ -298,3 +298,47 @@ BOOST_AUTO_TEST_CASE(sighup_with_a_valid_config_keeps_the_daemon_serving) {
     check_echo(daemon.socket);
     BOOST_TEST(stop_daemon(daemon).exited_with(0));
 }
+
+// Once a client can connect, the daemon is in service: a SIGTERM or SIGHUP from then on must be
+// handled (SPEC §4), not kill it by the default action with the socket file left behind. Catches a
+// window between listen() and the installation of the signal handlers; repeated because the
+// window is short.
+void signal_as_soon_as_connectable(const TempDir& dir, int signal_number) {
+    DaemonOptions options;
+    options.wait_ready = false;
+    Daemon daemon = start_daemon(dir, options);
+    BOOST_REQUIRE(wait_until(
+        [&] { return !daemon.process.running() || try_connect_unix(daemon.socket).fd.valid(); },
+        10s, 1ms));
+    daemon.process.signal(signal_number);
+    if (signal_number == SIGHUP) {
+        BOOST_TEST(wait_until([&] { return daemon_answers(daemon.socket); }, 5s),
+                   "not serving after SIGHUP: " << (daemon.process.status()
+                                                        ? daemon.process.status()->describe()
+                                                        : std::string("running"))
+                                                << "; stderr: " << daemon.process.stderr_text());
+        daemon.process.signal(SIGTERM);
+    }
+    auto status = daemon.process.wait_for_exit(10s);
+    BOOST_REQUIRE(status.has_value());
+    BOOST_TEST(status->exited_with(0), *status << "; stderr: " << daemon.process.stderr_text());
+    BOOST_TEST(!path_exists(daemon.socket), "socket file left behind");
+}
+
+BOOST_AUTO_TEST_CASE(sigterm_as_soon_as_the_socket_is_connectable_is_a_clean_exit) {
+    for (int round = 0; round < 20; ++round) {
+        TempDir dir;
+        BOOST_TEST_CONTEXT("round " << round) {
+            signal_as_soon_as_connectable(dir, SIGTERM);
+        }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(sighup_as_soon_as_the_socket_is_connectable_does_not_kill) {
+    for (int round = 0; round < 20; ++round) {
+        TempDir dir;
+        BOOST_TEST_CONTEXT("round " << round) {
+            signal_as_soon_as_connectable(dir, SIGHUP);
+        }
+    }
+}

@@ -123,6 +123,14 @@ std::vector<char*> pointers_to(std::vector<std::string>& strings) {
         [[maybe_unused]] auto ignored = ::write(error_pipe, &error, sizeof error);
         ::_exit(127);
     }
+    // Only 0, 1, 2 and the error pipe reach the program: descriptors the test process inherited
+    // without close-on-exec must not show up in the daemon's descriptor count.
+    if (error_pipe > 3) {
+        ::close_range(3, static_cast<unsigned>(error_pipe) - 1, 0);
+        ::close_range(static_cast<unsigned>(error_pipe) + 1, ~0U, 0);
+    } else {
+        ::close_range(error_pipe == 3 ? 4 : 3, ~0U, 0);
+    }
     ::execve(argv[0], argv, envp);
     int error = errno;
     [[maybe_unused]] auto ignored = ::write(error_pipe, &error, sizeof error);
@@ -418,9 +426,8 @@ Daemon start_daemon(const TempDir& dir, DaemonOptions options) {
     if (!options.wait_ready)
         return daemon;
 
-    bool ready =
-        wait_until([&] { return !daemon.process.running() || try_connect_unix(socket).fd.valid(); },
-                   options.ready_timeout, 5ms);
+    bool ready = wait_until([&] { return !daemon.process.running() || daemon_answers(socket); },
+                            options.ready_timeout, 5ms);
     if (!daemon.process.running())
         throw std::runtime_error("'" + daemon.process.command_line() + "' ended before serving (" +
                                  daemon.process.status()->describe() +
@@ -431,6 +438,15 @@ Daemon start_daemon(const TempDir& dir, DaemonOptions options) {
                                  std::to_string(options.ready_timeout.count()) +
                                  " ms; stderr: " + daemon.process.stderr_text());
     return daemon;
+}
+
+bool daemon_answers(const std::string& socket, std::chrono::milliseconds answer_timeout) {
+    ConnectResult attempt = try_connect_unix(socket);
+    if (!attempt.fd.valid())
+        return false;
+    if (::send(attempt.fd.get(), "?", 1, MSG_NOSIGNAL) != 1)
+        return false;
+    return wait_readable(attempt.fd.get(), answer_timeout);
 }
 
 ExitStatus stop_daemon(Daemon& daemon, std::chrono::milliseconds timeout) {

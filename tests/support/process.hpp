@@ -169,7 +169,7 @@ struct DaemonOptions {
     std::vector<std::string> args;
     // Applied on top of clean_daemon_environment().
     Environment environment;
-    // Wait until a connect() to the socket succeeds.
+    // Wait until the daemon answers on the socket (see daemon_answers()).
     bool wait_ready = true;
     std::chrono::milliseconds ready_timeout = 10s;
 
@@ -196,6 +196,12 @@ struct Daemon {
 // Starts uds-echod in `dir`. When waiting for readiness, throws with the daemon's exit status and
 // stderr if it ends before the socket answers, or if the timeout passes.
 Daemon start_daemon(const TempDir& dir, DaemonOptions options = {});
+
+// True when a daemon at `socket` serves: a connection is accepted and answered (a probe byte is
+// echoed, or the daemon closes the connection, as it does for a peer it refuses). A successful
+// connect() alone is not enough: the kernel completes it from the listen backlog before the daemon
+// runs its event loop.
+bool daemon_answers(const std::string& socket, std::chrono::milliseconds answer_timeout = 500ms);
 
 // Sends SIGTERM and waits for the exit; throws with stderr if it does not end within `timeout`.
 ExitStatus stop_daemon(Daemon& daemon, std::chrono::milliseconds timeout = 10s);
