@@ -195,25 +195,35 @@ mode_t octal_mode(const Setting& setting) {
     return static_cast<mode_t>(value);
 }
 
+// Bytes, or KiB/MiB with a K, KiB, M or MiB suffix.
 std::size_t buffer_size(const Setting& setting) {
+    const std::string expectation = "(expected " + std::to_string(min_buffer_size) + " to " +
+                                    std::to_string(max_buffer_size) +
+                                    " bytes; K and M suffixes mean KiB and MiB)";
     std::string_view digits = setting.value;
     std::uint64_t unit = 1;
-    const auto strip_suffix = [&](std::string_view suffix, std::uint64_t multiplier) {
-        if (unit == 1 && digits.size() > suffix.size() && digits.ends_with(suffix)) {
+    for (const auto& [suffix, multiplier] :
+         {std::pair<std::string_view, std::uint64_t>{"KiB", 1024},
+          {"K", 1024},
+          {"MiB", 1024 * 1024},
+          {"M", 1024 * 1024}}) {
+        if (digits.size() > suffix.size() && digits.ends_with(suffix)) {
             digits.remove_suffix(suffix.size());
             unit = multiplier;
+            break;
         }
-    };
-    strip_suffix("KiB", 1024);
-    strip_suffix("K", 1024);
-    strip_suffix("MiB", 1024 * 1024);
-    strip_suffix("M", 1024 * 1024);
-    const Range bytes{min_buffer_size, max_buffer_size};
-    const auto count = number_in_range(setting, digits, {0, max_buffer_size});
-    const auto size = count * unit;
-    if (size < bytes.min || size > bytes.max)
-        reject(setting, quoted(setting.value) + " is out of range " + expected(bytes) + " bytes");
-    return static_cast<std::size_t>(size);
+    }
+    if (digits.size() > 1 && digits.front() == '-' && all_digits(digits.substr(1), 10))
+        reject(setting, quoted(setting.value) + " is negative " + expectation);
+    if (!all_digits(digits, 10))
+        reject(setting, quoted(setting.value) + " is not a size " + expectation);
+    std::uint64_t count = 0;
+    const auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), count);
+    const bool fits = error == std::errc{} && end == digits.data() + digits.size() &&
+                      count <= max_buffer_size / unit && count * unit >= min_buffer_size;
+    if (!fits)
+        reject(setting, quoted(setting.value) + " is out of range " + expectation);
+    return static_cast<std::size_t>(count * unit);
 }
 
 template <typename Entry>

@@ -251,7 +251,9 @@ BOOST_AUTO_TEST_CASE(bad_numbers_are_usage_errors_naming_the_option) {
     check_usage_error({"--shutdown-timeout", "soon"}, "--shutdown-timeout");
     check_usage_error({"--buffer-size", "511"}, "--buffer-size: \"511\" is out of range");
     check_usage_error({"--buffer-size", "65M"}, "--buffer-size: \"65M\" is out of range");
-    check_usage_error({"--buffer-size", "4G"}, "--buffer-size: \"4G\" is not a number");
+    check_usage_error({"--buffer-size", "4G"}, "--buffer-size: \"4G\" is not a size");
+    check_usage_error({"--buffer-size", "-1K"}, "--buffer-size: \"-1K\" is negative");
+    check_usage_error({"--buffer-size", "99999999999999999999999M"}, "is out of range");
     check_usage_error({"--buffer-size", "K"}, "--buffer-size");
 }
 
