@@ -107,6 +107,15 @@ std::string explain_permission_denied(const std::string& path) {
     return message;
 }
 
+// connect() to a path said ECONNREFUSED: usually the socket file a dead daemon left behind, but
+// connect() says the same for a regular file at the path.
+std::string explain_refusal(const std::string& path) {
+    struct stat status {};
+    if (::stat(path.c_str(), &status) == 0 && !S_ISSOCK(status.st_mode))
+        return path + " is not a socket (" + owner_group_mode(status) + ")";
+    return "nothing is listening at " + path + " (stale socket file?)";
+}
+
 std::string join_paths(const std::vector<std::string>& paths) {
     std::string joined;
     for (std::size_t i = 0; i < paths.size(); ++i) {
@@ -684,8 +693,7 @@ int connect_to_daemon(const ClientOptions& options) {
             if (is_abstract(path))
                 missing.push_back(path);
             else if (!refusal)
-                refusal = Failure(ExitCode::unavailable,
-                                  "nothing is listening at " + path + " (stale socket file?)");
+                refusal = Failure(ExitCode::unavailable, explain_refusal(path));
             break;
         case EACCES:
         case EPERM:
@@ -706,6 +714,8 @@ int connect_to_daemon(const ClientOptions& options) {
     throw no_socket_failure(missing);
 }
 
+// A differing or truncated echo is thrown as Failure(data_error) rather than returned, so that
+// its message (the byte offset, the byte counts) reaches the user; a normal return is always ok.
 ExitCode echo_message(const ClientOptions& options, const std::string& message, std::ostream& out) {
     OneShot one_shot(connect_to_daemon(options), options.timeout, message);
     const std::string& echo = one_shot.exchange();

@@ -494,6 +494,12 @@ BOOST_AUTO_TEST_CASE(a_stale_socket_file) {
     check_failure(run_client({"-s", path, "hello"}), exit_unavailable, {path, "stale"});
 }
 
+BOOST_AUTO_TEST_CASE(a_regular_file_at_the_path) {
+    TempDir dir;
+    const auto path = dir.write_file("not-a-socket", "");
+    check_failure(run_client({"-s", path, "hello"}), exit_unavailable, {path, "not a socket"});
+}
+
 BOOST_AUTO_TEST_CASE(a_missing_abstract_socket) {
     const std::string name = "@uds-echo-client-test-" + std::to_string(::getpid());
     check_failure(run_client({"-s", name, "hello"}), exit_unavailable, {name});
