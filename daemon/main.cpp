@@ -50,6 +50,7 @@ int run(const std::vector<std::string>& args) {
 
 int main(int argc, char* argv[]) {
     const std::vector<std::string> args(argv + 1, argv + argc);
+    uds_echo::block_server_signals();
     try {
         return run(args);
     } catch (const uds_echo::Failure& failure) {

@@ -24,6 +24,7 @@
 #include <csignal>
 #include <cstring>
 #include <memory>
+#include <pthread.h>
 #include <thread>
 
 namespace uds_echo {
@@ -126,7 +127,20 @@ rlim_t raise_descriptor_limit() {
     return limit.rlim_cur;
 }
 
+sigset_t server_signals() {
+    sigset_t signals;
+    sigemptyset(&signals);
+    for (int signal_number : {SIGTERM, SIGINT, SIGHUP, SIGUSR1})
+        sigaddset(&signals, signal_number);
+    return signals;
+}
+
 } // namespace
+
+void block_server_signals() {
+    const auto signals = server_signals();
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+}
 
 // Settings a worker reads on every tick; written on its own thread only (posted by the control
 // thread on SIGHUP).
@@ -372,6 +386,9 @@ public:
             });
         }
         wait_for_signal();
+        // The handlers are installed: a signal that arrived during start-up is delivered now.
+        const auto signals = server_signals();
+        pthread_sigmask(SIG_UNBLOCK, &signals, nullptr);
         update_status_every_second();
         send_watchdog_pings();
         notifier_.ready();

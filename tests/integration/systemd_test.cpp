@@ -180,22 +180,21 @@ BOOST_AUTO_TEST_CASE(exits_when_idle_after_serving) {
 BOOST_AUTO_TEST_CASE(ignores_activation_variables_meant_for_another_process) {
     TempDir dir;
     // LISTEN_PID names another process (PID 1): the daemon must create its own socket.
-    auto daemon =
-        start_daemon(dir, DaemonOptions{.environment = {{"LISTEN_PID", "1"}, {"LISTEN_FDS", "1"}}});
+    auto options = DaemonOptions::with_args({});
+    options.environment = {{"LISTEN_PID", "1"}, {"LISTEN_FDS", "1"}};
+    auto daemon = start_daemon(dir, options);
     BOOST_TEST(echo_through(daemon.socket, "own socket") == "own socket");
     BOOST_TEST(stop_daemon(daemon).exited_with(0));
 }
 
 BOOST_AUTO_TEST_CASE(exit_on_idle_without_activation_is_ignored_with_a_warning) {
     TempDir dir;
-    auto daemon = start_daemon(dir, DaemonOptions{.args = {"--exit-on-idle", "1"}});
+    auto daemon = start_daemon(dir, DaemonOptions::with_args({"--exit-on-idle", "1"}));
     BOOST_TEST(wait_until(
         [&] { return daemon.process.stderr_text().find("exit-on-idle") != std::string::npos; },
         5s));
     // Still serving after the idle time has passed twice over.
-    const auto deadline = Clock::now() + 2500ms;
     BOOST_TEST(!wait_until([&] { return !daemon.process.running(); }, 2500ms));
-    BOOST_TEST(Clock::now() >= deadline - 100ms);
     BOOST_TEST(echo_through(daemon.socket, "still here") == "still here");
     BOOST_TEST(stop_daemon(daemon).exited_with(0));
 }

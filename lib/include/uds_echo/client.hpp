@@ -26,12 +26,15 @@ struct ClientOptions {
 int connect_to_daemon(const ClientOptions& options);
 
 // One-shot form: sends `message`, reads the same number of bytes back, writes them to `out`.
-// Returns ok if identical, data_error if not; throws Failure for connection errors and timeouts.
+// Returns ok if identical; throws Failure(data_error) naming the first differing byte offset (or
+// how many bytes came back before the daemon closed), and Failure for connection errors and
+// timeouts.
 ExitCode echo_message(const ClientOptions& options, const std::string& message, std::ostream& out);
 
 // Streaming form: copies `input_fd` to the daemon and the echo to `output_fd` concurrently,
-// half-closes at input EOF, returns when the daemon closes. ok if every byte came back identical,
-// data_error if not. A closed output (EPIPE) ends the run early with ok. Throws Failure as above.
+// half-closes at input EOF, returns when the daemon closes. ok if every byte came back identical;
+// a difference throws Failure(data_error) as above. A closed output (EPIPE) ends the run early
+// with ok. Throws Failure as above.
 ExitCode echo_stream(const ClientOptions& options, int input_fd, int output_fd);
 
 } // namespace uds_echo

@@ -17,6 +17,13 @@ struct ServerSocket {
     bool socket_activated = false; // passed by systemd: enables --exit-on-idle
 };
 
+// Blocks the signals the server handles (TERM, INT, HUP, USR1) in the calling thread. Call it
+// first thing in main: from listen() on, clients may connect, and a signal arriving before the
+// server's handlers exist would otherwise kill the daemon with its default action. Threads started
+// later inherit the mask; Server::run() unblocks the signals in its own thread once it handles
+// them, so they are delivered there.
+void block_server_signals();
+
 class Server {
 public:
     // `args` are the command line arguments, kept to re-read the configuration on SIGHUP.
