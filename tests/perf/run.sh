@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The performance benchmark of uds-echo (issue 5, SPEC §7). One command:
+#
+#   tests/perf/run.sh [--quick] [--write-doc] [harness options...] [BUILD_DIR]
+#
+#   BUILD_DIR     build directory (default build/release); configured (RelWithDebInfo) and the
+#                 four programs built if needed: uds-echod, uds-echo, perf_epoll_echo,
+#                 perf_asio_plain_echo.
+#   --quick       one 1-second run per scenario and server (about 2 minutes) instead of three
+#                 3-second runs (about 15 minutes).
+#   --write-doc   also put the table into docs/performance.md (between its markers).
+#   other options go to tests/perf/harness.py (--runs N, --duration S, --only a,c,h,
+#                 --servers udsechod,asio; see harness.py --help).
+#
+# Needs: taskset, python3, socat (installed with apt-get if missing), 2 CPUs. Servers run on
+# CPU 1, the load generator (`uds-echo bench`) on CPU 0. The table goes to stdout, progress to
+# stderr.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+build="$root/build/release"
+harness_args=()
+while (($#)); do
+    case "$1" in
+        --write-doc) harness_args+=(--write-doc "$root/docs/performance.md") ;;
+        --runs | --duration | --warmup | --only | --servers)
+            harness_args+=("$1" "$2")
+            shift
+            ;;
+        -h | --help)
+            sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+            exit 0
+            ;;
+        -*) harness_args+=("$1") ;;
+        *) build="$(realpath -m "$1")" ;;
+    esac
+    shift
+done
+
+say() { printf '[perf] %s\n' "$*" >&2; }
+
+if [[ "$(nproc)" -lt 2 ]]; then
+    say "needs at least 2 CPUs (server on CPU 1, load generator on CPU 0)"
+    exit 1
+fi
+for tool in taskset python3 cmake; do
+    command -v "$tool" >/dev/null || { say "missing: $tool"; exit 1; }
+done
+if ! command -v socat >/dev/null; then
+    say "installing socat"
+    sudo_cmd=()
+    [[ "$(id -u)" -eq 0 ]] || sudo_cmd=(sudo)
+    "${sudo_cmd[@]}" apt-get install -y -q socat >&2
+fi
+
+if [[ ! -f "$build/CMakeCache.txt" ]]; then
+    say "configuring $build"
+    cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DUDS_ECHO_PERF=ON >&2
+fi
+if ! grep -q '^UDS_ECHO_PERF:BOOL=ON' "$build/CMakeCache.txt"; then
+    cmake -DUDS_ECHO_PERF=ON "$build" >&2
+fi
+say "building in $build"
+cmake --build "$build" --target uds-echod uds-echo perf_epoll_echo perf_asio_plain_echo >&2
+
+if ! "$build/client/uds-echo" bench --help >/dev/null 2>&1; then
+    say "$build/client/uds-echo has no 'bench' command; update the source and rebuild"
+    exit 1
+fi
+
+exec python3 "$here/harness.py" "${harness_args[@]}" "$build"
