@@ -1,0 +1,57 @@
+# `cpack -G DEB` from a build tree: the uds-echo package. Build it from a tree configured with
+# -DCMAKE_INSTALL_PREFIX=/usr (tests/package/check-deb.sh does): the unit files name the daemon by
+# its absolute path under the configure-time prefix, and the package installs under that same prefix.
+
+set(CPACK_GENERATOR DEB)
+set(CPACK_PACKAGE_NAME uds-echo)
+set(CPACK_PACKAGE_VENDOR "uds-echo maintainers")
+set(CPACK_PACKAGE_CONTACT "uds-echo maintainers <maintainers@users.noreply.r-seed-74b5c22d.example>")
+set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
+set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "asynchronous echo daemon on a Unix domain socket")
+set(CPACK_PACKAGE_DESCRIPTION [[uds-echod echoes every byte a client sends on an AF_UNIX stream socket, in
+order, with bounded memory per connection. It is built on Boost.Asio
+coroutines and supports systemd socket activation, sd_notify readiness,
+status, watchdog and reload.
+
+The package ships the daemon, the client uds-echo (one-shot echo, streaming,
+ping and a load benchmark), systemd units and a sysusers.d entry for the
+uds-echo group, whose members may connect to /run/uds-echo/uds-echo.sock.]])
+set(CPACK_PACKAGING_INSTALL_PREFIX ${CMAKE_INSTALL_PREFIX})
+set(CPACK_STRIP_FILES ON)
+
+set(CPACK_DEBIAN_PACKAGE_RELEASE 1)
+set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
+set(CPACK_DEBIAN_PACKAGE_SECTION net)
+set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
+# Library dependencies from dpkg-shlibdeps (libboost-log1.81.0, libsystemd0, libstdc++6, ...).
+set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
+set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS OFF)
+# systemd-sysusers creates the uds-echo group in postinst; without systemd the script falls back
+# to groupadd, and the daemon runs fine without systemd.
+set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "systemd")
+set(CPACK_DEBIAN_PACKAGE_SUGGESTS "bash-completion")
+
+# Maintainer scripts (what dh_installsysusers and dh_installsystemd generate for a socket-activated
+# daemon) and the conffile list. File modes are set strictly (0755 scripts, 0644 data).
+set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
+    ${CMAKE_CURRENT_LIST_DIR}/debian/conffiles
+    ${CMAKE_CURRENT_LIST_DIR}/debian/postinst
+    ${CMAKE_CURRENT_LIST_DIR}/debian/prerm
+    ${CMAKE_CURRENT_LIST_DIR}/debian/postrm)
+set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)
+
+# Debian policy: /usr/share/doc/PACKAGE/copyright and a compressed changelog.
+set(uds_echo_doc_dir ${CMAKE_INSTALL_DATADIR}/doc/uds-echo)
+install(FILES ${CMAKE_CURRENT_LIST_DIR}/debian/copyright DESTINATION ${uds_echo_doc_dir})
+configure_file(${CMAKE_CURRENT_LIST_DIR}/debian/changelog.in ${CMAKE_BINARY_DIR}/changelog.Debian @ONLY)
+find_program(UDS_ECHO_GZIP gzip)
+if(UDS_ECHO_GZIP)
+  add_custom_command(OUTPUT ${CMAKE_BINARY_DIR}/changelog.Debian.gz
+    COMMAND ${UDS_ECHO_GZIP} -9n -c ${CMAKE_BINARY_DIR}/changelog.Debian
+            > ${CMAKE_BINARY_DIR}/changelog.Debian.gz
+    DEPENDS ${CMAKE_BINARY_DIR}/changelog.Debian VERBATIM)
+  add_custom_target(debian-changelog ALL DEPENDS ${CMAKE_BINARY_DIR}/changelog.Debian.gz)
+  install(FILES ${CMAKE_BINARY_DIR}/changelog.Debian.gz DESTINATION ${uds_echo_doc_dir})
+endif()
+
+include(CPack)
