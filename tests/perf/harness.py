@@ -23,8 +23,7 @@ import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SERVER_CPU = "1"
-CLIENT_CPU = "0"
+PINNING = {"server": ["taskset", "-c", "1"], "client": ["taskset", "-c", "0"]}
 
 
 def log(message):
@@ -45,7 +44,7 @@ class Server:
         self.max_conns = max_conns  # None: no limit; socat forks two processes per connection
 
 
-def make_servers(build):
+def make_servers(build, unpinned=False):
     def binary(*parts):
         path = os.path.join(build, *parts)
         if not os.access(path, os.X_OK):
@@ -55,6 +54,16 @@ def make_servers(build):
     udsechod = binary("daemon", "uds-echod")
     epoll = binary("tests", "perf", "perf_epoll_echo")
     asio = binary("tests", "perf", "perf_asio_plain_echo")
+    if unpinned:
+        # Both CPUs for everyone, the load generator included: what default --threads gives.
+        cpus = str(os.cpu_count())
+        return [
+            Server("c", f"C epoll ({cpus} thr)", lambda p: [epoll, p, cpus]),
+            Server("udsechod", "uds-echod (default)",
+                   lambda p: [udsechod, "--socket", p, "--log-level", "warning"]),
+            Server("udsechod1", "uds-echod --threads 1",
+                   lambda p: [udsechod, "--socket", p, "--log-level", "warning", "--threads", "1"]),
+        ]
     return [
         Server("c", "C epoll (1 thr)", lambda p: [epoll, p, "1"]),
         Server("udsechod", "uds-echod", lambda p: [udsechod, "--socket", p, "--log-level", "warning"]),
@@ -73,7 +82,7 @@ class Running:
         self.server = server
         self.path = os.path.join(workdir, f"{server.key}-{time.monotonic_ns()}.sock")
         self.logfile = open(self.path + ".log", "w+")
-        self.proc = subprocess.Popen(["taskset", "-c", SERVER_CPU] + server.argv(self.path),
+        self.proc = subprocess.Popen(PINNING["server"] + server.argv(self.path),
                                      stdin=subprocess.DEVNULL, stdout=self.logfile,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 15
@@ -186,7 +195,7 @@ def find_key(data, *names):
 
 
 def run_bench(client, path, args, timeout):
-    argv = ["taskset", "-c", CLIENT_CPU, client, "bench", "--socket", path] + args + ["--json"]
+    argv = PINNING["client"] + [client, "bench", "--socket", path] + args + ["--json"]
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -260,7 +269,7 @@ def idle_scenario(count):
     """(g): RSS of the server before and after `count` connections that echoed once and idle."""
     def run(ctx, srv):
         before = srv.rss()
-        holder = subprocess.Popen(["taskset", "-c", CLIENT_CPU, sys.executable,
+        holder = subprocess.Popen(PINNING["client"] + [sys.executable,
                                    os.path.join(HERE, "idle_holder.py"), srv.path, str(count)],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         try:
@@ -292,7 +301,7 @@ def make_scenarios(quick):
                  bench_scenario(1, 1 << 20, 2, ["mibs"])),
         Scenario("f", "(f) churn, 8 clients, 64 B", [("conns", "conns/s", "n", True)],
                  bench_scenario(8, 64, 1, ["conns"], extra=["--churn"])),
-        Scenario("g", "(g) 10,000 idle conns", [("bpc", "RSS B/conn", "b", False),
+        Scenario("g", "(g) 10,000 idle conns", [("bpc", "RSS B/conn (target ≤ 1024)", "b", False),
                                                  ("rss", "RSS MiB", "m", False)],
                  idle_scenario(10000), applies=lambda s: s.max_conns is None),
     ]
@@ -361,6 +370,40 @@ def table(results, scenarios, servers, runs):
     return "\n".join(lines)
 
 
+def targets(results, scenarios):
+    """Issue 5's targets for uds-echod, each with the figures behind it and PASS/FAIL."""
+    def med(key, server, metric):
+        values = results.get((key, server, metric))
+        return statistics.median(values) if values else None
+
+    lines = []
+    for sc in scenarios:
+        for metric, label, unit, higher in sc.metrics:
+            if sc.key in "abcdef" and len(sc.key) == 1:
+                ours, ref = med(sc.key, "udsechod", metric), med(sc.key, "c", metric)
+                if ours is None or not ref:
+                    continue
+                ratio = ours / ref
+                if higher:
+                    ok, goal = ratio >= 1.0, "≥ 1.0x"
+                elif metric == "p99":
+                    ok, goal = ratio <= 1.1, "≤ 1.1x"
+                else:
+                    ok, goal = ratio <= 1.0, "≤ 1.0x"
+                lines.append(f"- {'PASS' if ok else 'FAIL'} {sc.title}, {label}: {ratio:.2f}x "
+                             f"the C reference (target {goal})")
+    bpc = med("g", "udsechod", "bpc")
+    if bpc is not None:
+        lines.append(f"- {'PASS' if bpc <= 1024 else 'FAIL'} (g) idle connection: {bpc:.0f} B "
+                     f"(target ≤ 1024 B; C reference {med('g', 'c', 'bpc') or 0:.0f} B)")
+    at100, at10k = med("h100", "udsechod", "msgs"), med("h10000", "udsechod", "msgs")
+    if at100 and at10k is not None:
+        ratio = at10k / at100
+        lines.append(f"- {'PASS' if ratio >= 0.9 else 'FAIL'} (h) msgs/s at 10,000 connections: "
+                     f"{ratio:.2f}x that at 100 (target ≥ 0.9x)")
+    return lines
+
+
 def machine_summary():
     def lscpu(field):
         try:
@@ -399,6 +442,9 @@ def main():
     parser.add_argument("--only", help="comma-separated scenario keys (a,b,c,d,e,f,g,h)")
     parser.add_argument("--servers", help="comma-separated server keys (c,udsechod,asio,asyncio,"
                                           "socat)")
+    parser.add_argument("--unpinned", action="store_true",
+                        help="no taskset: C epoll with one thread per CPU against uds-echod with "
+                             "default and 1 thread, scenarios b, c, d, f")
     parser.add_argument("--write-doc", metavar="FILE",
                         help="also replace the table between the markers in FILE")
     opts = parser.parse_args()
@@ -409,7 +455,10 @@ def main():
     ctx.duration = opts.duration or (1 if opts.quick else 3)
     ctx.warmup = opts.warmup if opts.warmup is not None else (0.2 if opts.quick else 0.5)
 
-    servers = make_servers(opts.build)
+    servers = make_servers(opts.build, opts.unpinned)
+    if opts.unpinned:
+        PINNING["server"] = PINNING["client"] = []
+        opts.only = opts.only or "b,c,d,f"
     if opts.servers:
         wanted = opts.servers.split(",")
         servers = [s for s in servers if s.key in wanted or s.key == "c"]
@@ -459,12 +508,16 @@ def main():
         f"Run {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')} on {machine_summary()}; "
         f"load average at start {load:.2f}.",
         f"{ctx.runs} run(s) per cell, {ctx.duration:g} s measured after {ctx.warmup:g} s warm-up, "
-        f"interleaved across servers; {elapsed / 60:.1f} minutes in all. Servers on CPU "
-        f"{SERVER_CPU}, `uds-echo bench` on CPU {CLIENT_CPU}.",
+        f"interleaved across servers; {elapsed / 60:.1f} minutes in all. " +
+        ("No pinning: servers and `uds-echo bench` share both CPUs." if opts.unpinned else
+         "Servers on CPU 1, `uds-echo bench` on CPU 0."),
         "Cells: median, ratio to the C epoll reference's median, [min–max of the runs].",
         "",
         table(results, scenarios, servers, ctx.runs),
     ]
+    goals = targets(results, scenarios)
+    if goals:
+        report += ["", "uds-echod against the targets of issue 5 (medians):", ""] + goals
     if failures:
         report += ["", "Failed runs:", ""] + [f"- {f}" for f in failures]
     text = "\n".join(report)
@@ -473,7 +526,8 @@ def main():
     if opts.write_doc:
         with open(opts.write_doc) as f:
             doc = f.read()
-        begin, end = "<!-- perf-table:begin -->", "<!-- perf-table:end -->"
+        marker = "perf-unpinned" if opts.unpinned else "perf-table"
+        begin, end = f"<!-- {marker}:begin -->", f"<!-- {marker}:end -->"
         if begin not in doc or end not in doc:
             sys.exit(f"perf: {opts.write_doc} has no {begin} ... {end} markers")
         head, rest = doc.split(begin, 1)

@@ -9,6 +9,7 @@
 #   --quick       one 1-second run per scenario and server (about 2 minutes) instead of three
 #                 3-second runs (about 15 minutes).
 #   --write-doc   also put the table into docs/performance.md (between its markers).
+#   --unpinned    no taskset, 2-thread servers: does default --threads pay off? (b,c,d,f)
 #   other options go to tests/perf/harness.py (--runs N, --duration S, --only a,c,h,
 #                 --servers udsechod,asio; see harness.py --help).
 #
@@ -29,7 +30,7 @@ while (($#)); do
             shift
             ;;
         -h | --help)
-            sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+            sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
             exit 0
             ;;
         -*) harness_args+=("$1") ;;
