@@ -7,6 +7,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/deferred.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -20,6 +21,7 @@
 
 #include <sys/resource.h>
 
+#include <array>
 #include <atomic>
 #include <csignal>
 #include <cstring>
@@ -30,12 +32,30 @@
 namespace uds_echo {
 
 namespace asio = boost::asio;
-using Socket = asio::local::stream_protocol::socket;
+// A worker's coroutines run on its io_context only; naming that executor type (instead of the
+// type-erased default) makes every coroutine frame and socket smaller.
+using WorkerExecutor = asio::io_context::executor_type;
+template <typename T>
+using WorkerTask = asio::awaitable<T, WorkerExecutor>;
+
+using WorkerTimer = asio::steady_timer::rebind_executor<WorkerExecutor>::other;
+
+// Sockets bound to their worker's io_context directly: a smaller object than the type-erased
+// default executor, in every connection.
+using Socket =
+    asio::local::stream_protocol::socket::rebind_executor<asio::io_context::executor_type>::other;
 using boost::system::error_code;
 
 namespace {
 
 constexpr auto as_tuple_awaitable = asio::as_tuple(asio::use_awaitable);
+// For the session's operations: awaited in the coroutine's own frame, without the extra
+// coroutine frame per operation that use_awaitable costs.
+constexpr auto as_tuple_deferred = asio::as_tuple(asio::deferred);
+
+// The bytes a session reads into its own frame. Messages up to this size never touch the buffer
+// pool; larger ones continue in a pooled buffer. Small, because every idle connection carries it.
+constexpr std::size_t first_read_size = 128;
 
 // How long the accept loop rests when the process or the system is out of descriptors (or
 // memory): the listener stays readable meanwhile, so retrying at once would spin at full CPU.
@@ -218,9 +238,9 @@ public:
     }
 
 private:
-    // The life of one connection: wait until the client sends, then echo what arrived until the
-    // socket has nothing more to read, and go back to waiting without holding a buffer.
-    asio::awaitable<void> session(Socket socket) {
+    // The life of one connection: read what the client sent, write it back, until the client
+    // closes. Between messages the session holds no buffer but `first`, a few bytes in its frame.
+    WorkerTask<void> session(Socket socket) {
         Connection connection(std::move(socket), tick_);
         connections_.push_back(connection);
         struct Unregister {
@@ -233,72 +253,85 @@ private:
         } unregister{*this, connection};
 
         auto& peer = connection.socket;
-        // Reads and writes below are attempted directly and only wait through Asio when the
-        // kernel says they would block.
+        // Writes (and the reads of a burst) are tried directly; only when the kernel says they
+        // would block does the session wait through Asio.
         peer.non_blocking(true);
+        std::array<char, first_read_size> first;
         for (;;) {
-            auto [wait_error] = co_await peer.async_wait(Socket::wait_read, as_tuple_awaitable);
-            if (wait_error)
-                co_return; // closed by the idle sweep or a forced shutdown
-            if (!co_await echo_available(connection))
+            // async_read_some lets Asio try the read at once when epoll has reported data, and
+            // costs no epoll_ctl when it must wait: one epoll_wait, one read and one write per
+            // small message, like a hand-written epoll loop.
+            auto [error, received] =
+                co_await peer.async_read_some(asio::buffer(first), as_tuple_deferred);
+            if (error == asio::error::eof) {
+                // Everything received has been echoed: close our side too.
+                peer.shutdown(Socket::shutdown_send, error);
+                co_return;
+            }
+            if (error)
+                co_return; // reset by the client, or closed by the idle sweep or a forced stop
+            connection.last_activity_tick = tick_;
+            const bool more_waiting = received == first.size();
+            const bool echoed = more_waiting
+                                    ? co_await echo_burst(peer, asio::buffer(first, received))
+                                    : co_await echo(peer, asio::buffer(first, received));
+            if (!echoed)
                 co_return;
         }
     }
 
-    // Echoes until a read would block. Returns false when the connection is over: the client
-    // closed (its data has all been echoed, so our side is shut down too), or reset it.
-    asio::awaitable<bool> echo_available(Connection& connection) {
-        auto& peer = connection.socket;
-        auto buffer = buffers_.borrow();
+    // Writes `data` back; false when the client is gone. The first write is tried directly; a
+    // client that reads slower than it writes makes the session wait for room in its socket
+    // buffer, holding `data`: that is the backpressure of SPEC §2, and the only memory a slow
+    // client costs.
+    WorkerTask<bool> echo(Socket& peer, asio::const_buffer data) {
+        error_code error;
+        const std::size_t sent = peer.write_some(data, error);
+        if (error && error != asio::error::would_block)
+            co_return false; // EPIPE, ECONNRESET
+        const std::size_t done = error ? 0 : sent;
+        if (done < data.size()) {
+            auto [write_error, ignored] =
+                co_await asio::async_write(peer, data + done, as_tuple_deferred);
+            if (write_error)
+                co_return false;
+        }
+        bytes_echoed_.store(bytes_echoed_.load(std::memory_order_relaxed) + data.size(),
+                            std::memory_order_relaxed);
+        co_return true;
+    }
+
+    // `first` filled up, so more data is probably waiting: borrow a full-size buffer from the
+    // worker's pool and echo until a read comes back short or would block. At end of file the
+    // data read so far is echoed and the next async_read_some reports the end.
+    WorkerTask<bool> echo_burst(Socket& peer, asio::const_buffer first) {
+        auto lease = buffers_.borrow();
+        const auto whole = lease.whole();
+        std::memcpy(whole.data(), first.data(), first.size());
+        std::size_t filled = first.size();
         for (;;) {
             error_code error;
-            const std::size_t received = peer.read_some(buffer.whole(), error);
-            if (error == asio::error::would_block)
-                co_return true;
-            if (error == asio::error::eof) {
-                peer.shutdown(Socket::shutdown_send, error);
+            const std::size_t received = peer.read_some(whole + filled, error);
+            if (error && error != asio::error::would_block && error != asio::error::eof)
                 co_return false;
-            }
-            if (error)
-                co_return false; // reset by the peer, or closed by the sweep
-            connection.last_activity_tick = tick_;
-
-            std::size_t sent = peer.write_some(buffer.first(received), error);
-            if (error == asio::error::would_block) {
-                sent = 0;
-            } else if (error) {
-                co_return false; // the client went away (EPIPE, ECONNRESET)
-            }
-            const bool wrote_at_once = sent == received;
-            if (!wrote_at_once) {
-                // The client reads slower than it writes: wait for room in its socket buffer. This
-                // is the backpressure of SPEC §2, and the buffer held here is the only memory a
-                // slow client costs.
-                auto [write_error, ignored] = co_await asio::async_write(
-                    peer, asio::buffer(buffer.first(received) + sent), as_tuple_awaitable);
-                if (write_error)
-                    co_return false;
-            }
-            bytes_echoed_.store(bytes_echoed_.load(std::memory_order_relaxed) + received,
-                                std::memory_order_relaxed);
-
-            // A short read drained the socket. The socket is registered edge-triggered, so going
-            // back to async_wait is safe only if no readiness event could have been consumed in
-            // between: that holds when nothing was awaited since the read.
-            if (received < buffer.whole().size() && wrote_at_once)
+            filled += error ? 0 : received;
+            if (!co_await echo(peer, lease.first(filled)))
+                co_return false;
+            if (error || filled < whole.size())
                 co_return true;
+            filled = 0;
         }
     }
 
     // Once a second: advances the clock sessions use for their last activity, and closes the
     // connections idle for longer than --idle-timeout. One timer per worker instead of one per
     // connection keeps an idle connection's memory small.
-    asio::awaitable<void> housekeeping() {
-        asio::steady_timer timer(context_);
+    WorkerTask<void> housekeeping() {
+        WorkerTimer timer(context_);
         housekeeping_timer_ = &timer;
         while (!finished_) {
             timer.expires_after(std::chrono::seconds(1));
-            co_await timer.async_wait(as_tuple_awaitable); // cancelled when the worker finishes
+            co_await timer.async_wait(as_tuple_deferred); // cancelled when the worker finishes
             ++tick_;
             close_idle_connections();
         }
@@ -331,7 +364,7 @@ private:
     DoneCallback on_done_;
     std::function<void()> on_connection_end_;
     boost::intrusive::list<Connection, boost::intrusive::constant_time_size<true>> connections_;
-    asio::steady_timer* housekeeping_timer_ = nullptr;
+    WorkerTimer* housekeeping_timer_ = nullptr;
     std::uint64_t tick_ = 0;
     bool draining_ = false;
     bool finished_ = false;
