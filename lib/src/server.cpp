@@ -343,7 +343,7 @@ private:
         if (timeout == 0)
             return;
         for (auto& connection : connections_) {
-            if (tick_ - connection.last_activity_tick >= timeout) {
+            if (tick_ - connection.last_activity_tick > timeout) {
                 error_code ignored;
                 connection.socket.close(ignored);
             }
