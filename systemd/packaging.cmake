@@ -29,6 +29,8 @@ set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS OFF)
 # systemd-sysusers creates the uds-echo group in postinst; without systemd the script falls back
 # to groupadd, and the daemon runs fine without systemd.
 set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "systemd")
+# deb-systemd-helper and deb-systemd-invoke for the maintainer scripts, as debhelper adds them.
+set(CPACK_DEBIAN_PACKAGE_DEPENDS "init-system-helpers (>= 1.54~)")
 set(CPACK_DEBIAN_PACKAGE_SUGGESTS "bash-completion")
 
 # Maintainer scripts (what dh_installsysusers and dh_installsystemd generate for a socket-activated
@@ -43,6 +45,8 @@ set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)
 # Debian policy: /usr/share/doc/PACKAGE/copyright and a compressed changelog.
 set(uds_echo_doc_dir ${CMAKE_INSTALL_DATADIR}/doc/uds-echo)
 install(FILES ${CMAKE_CURRENT_LIST_DIR}/debian/copyright DESTINATION ${uds_echo_doc_dir})
+install(FILES ${CMAKE_CURRENT_LIST_DIR}/debian/lintian-overrides
+        DESTINATION ${CMAKE_INSTALL_DATADIR}/lintian/overrides RENAME uds-echo)
 configure_file(${CMAKE_CURRENT_LIST_DIR}/debian/changelog.in ${CMAKE_BINARY_DIR}/changelog.Debian @ONLY)
 find_program(UDS_ECHO_GZIP gzip)
 if(UDS_ECHO_GZIP)

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Builds the uds-echo .deb and checks it: lintian without errors, the files, the conffiles, the
+# dependencies and the maintainer scripts. Needs dpkg-dev (dpkg-shlibdeps) and lintian.
+#
+#   tests/package/check-deb.sh [BUILD_DIR]        default BUILD_DIR: build/deb
+#
+# BUILD_DIR is configured with -DCMAKE_INSTALL_PREFIX=/usr if it is not configured yet; an existing
+# one must use that prefix (the unit files name /usr/sbin/uds-echod). The .deb is left in BUILD_DIR.
+set -euo pipefail
+source_dir=$(cd "$(dirname "$0")/../.." && pwd)
+build_dir=${1:-$source_dir/build/deb}
+
+fail() {
+  echo "check-deb: FAIL: $*" >&2
+  exit 1
+}
+
+for tool in cmake cpack dpkg-deb dpkg-shlibdeps lintian; do
+  command -v "$tool" >/dev/null || fail "$tool is missing (apt-get install dpkg-dev lintian)"
+done
+
+if [[ ! -f $build_dir/CMakeCache.txt ]]; then
+  cmake -S "$source_dir" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DCMAKE_INSTALL_PREFIX=/usr -DUDS_ECHO_BUILD_TESTS=OFF >/dev/null
+fi
+prefix=$(sed -n 's/^CMAKE_INSTALL_PREFIX:PATH=//p' "$build_dir/CMakeCache.txt")
+[[ $prefix == /usr ]] || fail "$build_dir has CMAKE_INSTALL_PREFIX=$prefix; a package needs /usr"
+cmake --build "$build_dir" >/dev/null
+rm -f "$build_dir"/uds-echo_*.deb
+cpack_output=$(cd "$build_dir" && cpack -G DEB 2>&1) || fail "cpack failed: $cpack_output"
+debs=("$build_dir"/uds-echo_*.deb)
+[[ ${#debs[@]} -eq 1 && -f ${debs[0]} ]] || fail "cpack made no uds-echo_*.deb in $build_dir"
+deb=${debs[0]}
+echo "check-deb: built $deb"
+
+# lintian: errors fail the check, warnings are shown.
+lintian_output=$(lintian --allow-root "$deb" 2>&1) || true
+[[ -z $lintian_output ]] || printf '%s\n' "$lintian_output"
+if grep -q '^E:' <<<"$lintian_output"; then
+  fail "lintian reports errors"
+fi
+
+# Files.
+contents=$(dpkg-deb -c "$deb" | awk '{print $6}' | sed 's|^\./|/|')
+expected=(
+  /usr/sbin/uds-echod /usr/bin/uds-echo
+  /etc/uds-echo/uds-echo.conf
+  /lib/systemd/system/uds-echo.socket /lib/systemd/system/uds-echo.service
+  /lib/systemd/system/uds-echo-inetd.socket /lib/systemd/system/uds-echo-inetd@.service
+  /usr/lib/sysusers.d/uds-echo.conf
+  /usr/share/man/man8/uds-echod.8.gz /usr/share/man/man5/uds-echo.conf.5.gz
+  /usr/share/bash-completion/completions/uds-echo
+  /usr/share/doc/uds-echo/copyright /usr/share/doc/uds-echo/changelog.Debian.gz
+)
+[[ -f $source_dir/docs/uds-echo.1 ]] && expected+=(/usr/share/man/man1/uds-echo.1.gz)
+for file in "${expected[@]}"; do
+  grep -qxF "$file" <<<"$contents" || fail "$file is not in the package"
+done
+if grep -E '^/usr/local|/include/|\.a$|/tests?/' <<<"$contents"; then
+  fail "files that do not belong in the package (above)"
+fi
+
+# The units start the installed daemon.
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+dpkg-deb -x "$deb" "$scratch/root"
+grep -qx 'ExecStart=/usr/sbin/uds-echod' "$scratch/root/lib/systemd/system/uds-echo.service" ||
+  fail "uds-echo.service does not start /usr/sbin/uds-echod"
+"$scratch/root/usr/sbin/uds-echod" --version >/dev/null || fail "the packaged daemon does not run"
+
+# Control data: conffiles, dependencies, maintainer scripts.
+dpkg-deb -e "$deb" "$scratch/control"
+[[ $(cat "$scratch/control/conffiles") == /etc/uds-echo/uds-echo.conf ]] ||
+  fail "conffiles is not exactly /etc/uds-echo/uds-echo.conf"
+depends=$(dpkg-deb -f "$deb" Depends)
+for library in libboost-log libboost-program-options libsystemd0 libstdc++6 init-system-helpers; do
+  grep -q "$library" <<<"$depends" || fail "Depends lacks $library: $depends"
+done
+for script in postinst prerm postrm; do
+  [[ -x $scratch/control/$script ]] || fail "$script is missing or not executable"
+  sh -n "$scratch/control/$script" || fail "$script: syntax error"
+done
+grep -q 'systemd-sysusers.*uds-echo.conf' "$scratch/control/postinst" || fail "postinst: no sysusers"
+grep -q 'deb-systemd-helper enable uds-echo.socket' "$scratch/control/postinst" ||
+  fail "postinst does not enable uds-echo.socket"
+if grep -E '(start|restart)[^|]*uds-echo\.service' "$scratch/control/postinst" |
+  grep -qv try-restart; then
+  fail "postinst starts the service"
+fi
+
+echo "check-deb: OK: $(dpkg-deb -f "$deb" Package) $(dpkg-deb -f "$deb" Version), Depends: $depends"
