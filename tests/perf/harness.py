@@ -121,6 +121,10 @@ class Running:
         """Resident memory in bytes of the server's process tree (socat forks per connection)."""
         return tree_rss(self.proc.pid)
 
+    def cpu(self):
+        """CPU seconds used so far by the server's process tree."""
+        return tree_cpu_seconds(self.proc.pid)
+
     def stop(self):
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
@@ -153,7 +157,8 @@ def process_rss(pid):
     return 0
 
 
-def tree_rss(root):
+def tree_pids(root):
+    """The process `root` and all its descendants."""
     children = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -165,12 +170,30 @@ def tree_rss(root):
             continue
         ppid = int(stat.rsplit(")", 1)[1].split()[1])
         children.setdefault(ppid, []).append(int(entry))
-    total, todo = 0, [root]
+    pids, todo = [], [root]
     while todo:
         pid = todo.pop()
-        total += process_rss(pid)
+        pids.append(pid)
         todo.extend(children.get(pid, []))
-    return total
+    return pids
+
+
+def tree_rss(root):
+    return sum(process_rss(pid) for pid in tree_pids(root))
+
+
+def tree_cpu_seconds(root):
+    """User + system CPU time of a process tree, children that ended and were waited for included."""
+    total = 0
+    for pid in tree_pids(root):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # After the command: state ppid ... utime(12) stime(13) cutime(14) cstime(15), 0-based.
+        total += sum(int(x) for x in fields[11:15])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -195,7 +218,7 @@ def find_key(data, *names):
 
 
 def run_bench(client, path, args, timeout):
-    argv = PINNING["client"] + [client, "bench", "--socket", path] + args + ["--json"]
+    argv = PINNING["client"] + [client, "--socket", path, "bench"] + args + ["--json"]
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -238,8 +261,13 @@ def bench_scenario(conns, size, pipeline, fields, extra=()):
     def run(ctx, srv):
         args = ["-c", str(conns), "--size", str(size), "--pipeline", str(pipeline),
                 "-d", str(ctx.duration), "--warmup", str(ctx.warmup)] + list(extra)
+        cpu_before, wall_before = srv.cpu(), time.monotonic()
         out = run_bench(ctx.client, srv.path, args, timeout=ctx.duration + ctx.warmup + 60)
-        return {f: out[f] for f in fields}
+        figures = {f: out[f] for f in fields}
+        # How busy the server's CPU was over the whole bench (warm-up included): below 100 %
+        # the load generator, not the server, set the pace.
+        figures["cpu"] = 100 * (srv.cpu() - cpu_before) / (time.monotonic() - wall_before)
+        return figures
     return run
 
 
@@ -285,21 +313,25 @@ def idle_scenario(count):
     return run
 
 
+# A secondary row: the server's CPU use during the bench (no ratio, no target).
+CPU = ("cpu", "server CPU %", "pct", False)
+
+
 def make_scenarios(quick):
     scale = [1, 100, 1000, 10000]
     scenarios = [
         Scenario("a", "(a) 1 conn, 64 B, 1 in flight",
                  [("p50", "latency p50 µs", "us", False), ("p99", "latency p99 µs", "us", False)],
                  bench_scenario(1, 64, 1, ["p50", "p99"])),
-        Scenario("b", "(b) 64 conns, 64 B, 1 in flight", [("msgs", "msgs/s", "n", True)],
+        Scenario("b", "(b) 64 conns, 64 B, 1 in flight", [("msgs", "msgs/s", "n", True), CPU],
                  bench_scenario(64, 64, 1, ["msgs"])),
-        Scenario("c", "(c) 64 conns, 64 B, 16 in flight", [("msgs", "msgs/s", "n", True)],
+        Scenario("c", "(c) 64 conns, 64 B, 16 in flight", [("msgs", "msgs/s", "n", True), CPU],
                  bench_scenario(64, 64, 16, ["msgs"])),
-        Scenario("d", "(d) 8 conns, 64 KiB, 4 in flight", [("mibs", "MiB/s", "n", True)],
+        Scenario("d", "(d) 8 conns, 64 KiB, 4 in flight", [("mibs", "MiB/s", "n", True), CPU],
                  bench_scenario(8, 65536, 4, ["mibs"])),
-        Scenario("e", "(e) 1 conn, 1 MiB, 2 in flight", [("mibs", "MiB/s", "n", True)],
+        Scenario("e", "(e) 1 conn, 1 MiB, 2 in flight", [("mibs", "MiB/s", "n", True), CPU],
                  bench_scenario(1, 1 << 20, 2, ["mibs"])),
-        Scenario("f", "(f) churn, 8 clients, 64 B", [("conns", "conns/s", "n", True)],
+        Scenario("f", "(f) churn, 8 clients, 64 B", [("conns", "conns/s", "n", True), CPU],
                  bench_scenario(8, 64, 1, ["conns"], extra=["--churn"])),
         Scenario("g", "(g) 10,000 idle conns", [("bpc", "RSS B/conn (target ≤ 1024)", "b", False),
                                                  ("rss", "RSS MiB", "m", False)],
@@ -335,6 +367,8 @@ def fmt(value, unit):
         return f"{value:.0f}"
     if unit == "m":
         return f"{value:.1f}"
+    if unit == "pct":
+        return f"{value:.0f}%"
     return f"{value:g}"
 
 
@@ -379,7 +413,7 @@ def targets(results, scenarios):
     lines = []
     for sc in scenarios:
         for metric, label, unit, higher in sc.metrics:
-            if sc.key in "abcdef" and len(sc.key) == 1:
+            if sc.key in "abcdef" and len(sc.key) == 1 and metric != "cpu":
                 ours, ref = med(sc.key, "udsechod", metric), med(sc.key, "c", metric)
                 if ours is None or not ref:
                     continue

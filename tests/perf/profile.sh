@@ -58,7 +58,7 @@ daemon_below() {
     exit 1
 }
 
-bench() { taskset -c 0 "$client" bench --socket "$1" "${@:2}" --json >"$work/bench.json"; }
+bench() { taskset -c 0 "$client" --socket "$1" bench "${@:2}" --json >"$work/bench.json"; }
 
 echo "## Heap allocations (heaptrack $(heaptrack --version 2>&1 | grep -o '[0-9.]*' | head -1))"
 echo
