@@ -90,14 +90,17 @@ Failure usage_error(const std::string& message, const char* command = nullptr) {
 }
 
 // Decimal seconds, e.g. "5" or "0.25"; zero only when `zero_allowed`.
-double parse_seconds(const std::string& text, const std::string& option, bool zero_allowed) {
+double parse_seconds(const std::string& text, const std::string& option, bool zero_allowed,
+                     const char* command) {
     double seconds = 0;
     const auto* end = text.data() + text.size();
     const auto [stop, error] = std::from_chars(text.data(), end, seconds);
     if (text.empty() || error != std::errc() || stop != end || !std::isfinite(seconds) ||
         seconds < 0 || (seconds == 0 && !zero_allowed) || seconds > max_seconds)
         throw usage_error("invalid " + option + " '" + text + "': expected seconds " +
-                          (zero_allowed ? "(0 or more)" : "greater than 0") + ", such as 5 or 0.5");
+                              (zero_allowed ? "(0 or more)" : "greater than 0") +
+                              ", such as 5 or 0.5",
+                          command);
     return seconds;
 }
 
@@ -110,18 +113,19 @@ std::chrono::nanoseconds to_nanoseconds(double seconds) {
 }
 
 std::uint64_t parse_count(const std::string& text, const std::string& option, std::uint64_t min,
-                          std::uint64_t max) {
+                          std::uint64_t max, const char* command) {
     std::uint64_t value = 0;
     const auto* end = text.data() + text.size();
     const auto [stop, error] = std::from_chars(text.data(), end, value);
     if (text.empty() || error != std::errc() || stop != end || value < min || value > max)
         throw usage_error("invalid " + option + " '" + text + "': expected a whole number from " +
-                          std::to_string(min) + " to " + std::to_string(max));
+                              std::to_string(min) + " to " + std::to_string(max),
+                          command);
     return value;
 }
 
 // Bytes, with an optional K, M or G suffix (powers of 1024; "KiB" and "k" are accepted too).
-std::size_t parse_size(const std::string& text) {
+std::size_t parse_size(const std::string& text, const char* command) {
     std::uint64_t value = 0;
     const auto* end = text.data() + text.size();
     const auto [stop, error] = std::from_chars(text.data(), end, value);
@@ -138,8 +142,9 @@ std::size_t parse_size(const std::string& text) {
     if (text.empty() || error != std::errc() || unit == 0 || value == 0 ||
         value > max_message_size / unit)
         throw usage_error("invalid --size '" + text +
-                          "': expected bytes from 1 to 1G, such as "
-                          "64, 4K or 1M");
+                              "': expected bytes from 1 to 1G, such as "
+                              "64, 4K or 1M",
+                          command);
     return static_cast<std::size_t>(value * unit);
 }
 
@@ -296,13 +301,13 @@ std::optional<po::variables_map> parse(const std::vector<std::string>& arguments
     return values;
 }
 
-Common common_values(const po::variables_map& values) {
+Common common_values(const po::variables_map& values, const char* command = nullptr) {
     Common common;
     if (values.count("socket"))
         common.socket = values["socket"].as<std::string>();
     if (values.count("timeout"))
-        common.timeout =
-            to_milliseconds(parse_seconds(values["timeout"].as<std::string>(), "--timeout", false));
+        common.timeout = to_milliseconds(
+            parse_seconds(values["timeout"].as<std::string>(), "--timeout", false, command));
     common.quiet = values["quiet"].as<bool>();
     return common;
 }
@@ -362,12 +367,12 @@ int run_ping_command(const std::vector<std::string>& arguments) {
         return 0;
     PingOptions options;
     if (const auto count = text_of(*values, "count"))
-        options.count = parse_count(*count, "--count", 1, UINT64_MAX);
+        options.count = parse_count(*count, "--count", 1, UINT64_MAX, "ping");
     if (const auto interval = text_of(*values, "interval"))
-        options.interval = to_nanoseconds(parse_seconds(*interval, "--interval", true));
+        options.interval = to_nanoseconds(parse_seconds(*interval, "--interval", true, "ping"));
     if (const auto size = text_of(*values, "size"))
-        options.size = parse_size(*size);
-    options.client = client_options(common_values(*values));
+        options.size = parse_size(*size, "ping");
+    options.client = client_options(common_values(*values, "ping"));
     return to_int(run_ping(options, std::cout));
 }
 
@@ -380,27 +385,29 @@ int run_bench_command(const std::vector<std::string>& arguments) {
     BenchOptions options;
     if (const auto connections = text_of(*values, "connections"))
         options.connections =
-            static_cast<unsigned>(parse_count(*connections, "--connections", 1, 100000));
+            static_cast<unsigned>(parse_count(*connections, "--connections", 1, 100000, "bench"));
     if (const auto size = text_of(*values, "size"))
-        options.message_size = parse_size(*size);
+        options.message_size = parse_size(*size, "bench");
     if (const auto pipeline = text_of(*values, "pipeline"))
-        options.pipeline = static_cast<unsigned>(parse_count(*pipeline, "--pipeline", 1, 65536));
+        options.pipeline =
+            static_cast<unsigned>(parse_count(*pipeline, "--pipeline", 1, 65536, "bench"));
     if (values->count("duration") && values->count("messages"))
         throw usage_error("-d/--duration and -n/--messages exclude each other", "bench");
     if (const auto duration = text_of(*values, "duration"))
-        options.duration = to_nanoseconds(parse_seconds(*duration, "--duration", false));
+        options.duration = to_nanoseconds(parse_seconds(*duration, "--duration", false, "bench"));
     if (const auto messages = text_of(*values, "messages"))
-        options.messages = parse_count(*messages, "--messages", 1, UINT64_MAX);
+        options.messages = parse_count(*messages, "--messages", 1, UINT64_MAX, "bench");
     if (const auto warmup = text_of(*values, "warmup"))
-        options.warmup = to_nanoseconds(parse_seconds(*warmup, "--warmup", true));
+        options.warmup = to_nanoseconds(parse_seconds(*warmup, "--warmup", true, "bench"));
     if (const auto threads = text_of(*values, "threads"))
-        options.threads = static_cast<unsigned>(parse_count(*threads, "--threads", 1, 1024));
+        options.threads =
+            static_cast<unsigned>(parse_count(*threads, "--threads", 1, 1024, "bench"));
     options.churn = (*values)["churn"].as<bool>();
     if (options.churn && options.pipeline > 1)
         throw usage_error("--pipeline does not apply to --churn (one message per connection)",
                           "bench");
     const bool json = (*values)["json"].as<bool>();
-    const Common common = common_values(*values);
+    const Common common = common_values(*values, "bench");
     options.socket_candidates = socket_candidates(common);
     options.timeout = common.timeout;
     options.progress = !json && !common.quiet && ::isatty(STDOUT_FILENO);

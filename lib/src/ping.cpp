@@ -144,6 +144,10 @@ public:
             throw Failure(ExitCode::os_error, std::string("signalfd: ") + std::strerror(errno));
     }
     ~StopSignals() {
+        // A signal that ended the ping is still pending: take it, or unblocking delivers it.
+        const timespec zero{0, 0};
+        while (::sigtimedwait(&set_, nullptr, &zero) > 0) {
+        }
         ::close(fd_);
         ::sigprocmask(SIG_SETMASK, &previous_, nullptr);
     }

@@ -1,0 +1,450 @@
+// The client's tools (SPEC §5, issue 4): ping, bench, the interactive line mode, subcommand help
+// and usage errors, against the real uds-echod and against fake servers that stall, corrupt or
+// close early. Every run is bounded: a tool that hangs fails the test instead of blocking it.
+#define BOOST_TEST_MODULE integration_client_tools
+#include <boost/test/unit_test.hpp>
+
+#include "process.hpp"
+
+#include <boost/property_tree/json_parser.hpp>
+#include <boost/property_tree/ptree.hpp>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace uds_echo::test;
+
+namespace {
+
+constexpr int exit_ok = 0;
+constexpr int exit_usage = 64;
+constexpr int exit_data_error = 65;
+constexpr int exit_unavailable = 69;
+constexpr int exit_timeout = 75;
+
+// Long enough for a loaded machine, short enough that a hang fails fast.
+constexpr auto run_limit = 15s;
+
+RunResult run_client(const std::vector<std::string>& args, ProcessOptions options = {}) {
+    options.argv = {client_binary()};
+    options.argv.insert(options.argv.end(), args.begin(), args.end());
+    options.environment["UDS_ECHO_SOCKET"] = std::nullopt;
+    return run(options, run_limit);
+}
+
+bool contains(const std::string& text, const std::string& part) {
+    return text.find(part) != std::string::npos;
+}
+
+std::size_t occurrences(const std::string& text, const std::string& part) {
+    std::size_t count = 0;
+    for (auto at = text.find(part); at != std::string::npos; at = text.find(part, at + 1))
+        ++count;
+    return count;
+}
+
+void check_exit(const RunResult& result, int code) {
+    BOOST_TEST(result.status.exited_with(code), "exit " << result.status << ", expected " << code
+                                                        << "; stdout: " << result.out
+                                                        << "; stderr: " << result.err);
+}
+
+boost::property_tree::ptree parse_json(const std::string& text) {
+    std::istringstream in(text);
+    boost::property_tree::ptree tree;
+    boost::property_tree::read_json(in, tree);
+    return tree;
+}
+
+// ---- fake servers ----
+
+// Whether a fake server should go on with a connection, polled by its behaviours.
+using Stopping = std::atomic<bool>;
+
+// Accepts connections in a thread and serves each in a thread of its own (the bench opens many
+// at once), until destroyed.
+class FakeServer {
+public:
+    using Behaviour = std::function<void(int connection, const Stopping& stopping)>;
+
+    FakeServer(const std::string& path, Behaviour behaviour)
+        : behaviour_(std::move(behaviour)) {
+        listener_.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        BOOST_REQUIRE(listener_.valid());
+        sockaddr_un address{};
+        address.sun_family = AF_UNIX;
+        BOOST_REQUIRE(path.size() < sizeof address.sun_path);
+        std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
+        BOOST_REQUIRE(
+            ::bind(listener_.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+        BOOST_REQUIRE(::listen(listener_.get(), 64) == 0);
+        acceptor_ = std::thread([this] { accept_loop(); });
+    }
+    FakeServer(const FakeServer&) = delete;
+    FakeServer& operator=(const FakeServer&) = delete;
+    ~FakeServer() {
+        stopping_ = true;
+        acceptor_.join();
+        for (auto& session : sessions_)
+            session.join();
+    }
+
+private:
+    void accept_loop() {
+        while (!stopping_) {
+            pollfd entry{listener_.get(), POLLIN, 0};
+            if (::poll(&entry, 1, 20) <= 0)
+                continue;
+            const int fd = ::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC);
+            if (fd < 0)
+                continue;
+            sessions_.emplace_back([this, fd] {
+                Fd connection(fd);
+                behaviour_(connection.get(), stopping_);
+            });
+        }
+    }
+
+    Behaviour behaviour_;
+    Fd listener_;
+    Stopping stopping_{false};
+    std::thread acceptor_;
+    std::vector<std::thread> sessions_;
+};
+
+// Bytes that arrived, or empty at EOF, error or shutdown.
+std::string receive_some(int fd, const Stopping& stopping) {
+    char buffer[64 * 1024];
+    while (!stopping) {
+        pollfd entry{fd, POLLIN, 0};
+        if (::poll(&entry, 1, 20) <= 0)
+            continue;
+        const ssize_t count = ::recv(fd, buffer, sizeof buffer, 0);
+        if (count <= 0)
+            return {};
+        return std::string(buffer, static_cast<std::size_t>(count));
+    }
+    return {};
+}
+
+void send_quietly(int fd, std::string_view data) {
+    while (!data.empty()) {
+        const ssize_t count = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
+        if (count <= 0)
+            return;
+        data.remove_prefix(static_cast<std::size_t>(count));
+    }
+}
+
+// Reads and discards until the client goes away: a daemon that stopped answering.
+void swallow(int fd, const Stopping& stopping) {
+    while (!receive_some(fd, stopping).empty()) {
+    }
+}
+
+// Echoes `budget` bytes in total, over all connections, then answers nothing more.
+FakeServer::Behaviour echo_then_stall(std::size_t budget) {
+    auto left = std::make_shared<std::atomic<std::size_t>>(budget);
+    return [left](int fd, const Stopping& stopping) {
+        for (;;) {
+            const std::string data = receive_some(fd, stopping);
+            if (data.empty())
+                return;
+            std::size_t available = left->load();
+            const std::size_t count = std::min(available, data.size());
+            left->store(available - count);
+            send_quietly(fd, std::string_view(data).substr(0, count));
+            if (count < data.size())
+                return swallow(fd, stopping);
+        }
+    };
+}
+
+// Echoes `budget` bytes in total, then closes every connection (a daemon that died).
+FakeServer::Behaviour echo_then_close(std::size_t budget) {
+    auto left = std::make_shared<std::atomic<std::size_t>>(budget);
+    return [left](int fd, const Stopping& stopping) {
+        for (;;) {
+            if (left->load() == 0)
+                return;
+            const std::string data = receive_some(fd, stopping);
+            if (data.empty())
+                return;
+            const std::size_t available = left->load();
+            const std::size_t count = std::min(available, data.size());
+            left->store(available - count);
+            send_quietly(fd, std::string_view(data).substr(0, count));
+        }
+    };
+}
+
+// Echoes every connection's stream, with the byte at stream offset `offset` changed.
+FakeServer::Behaviour echo_corrupting_at(std::size_t offset) {
+    return [offset](int fd, const Stopping& stopping) {
+        std::size_t position = 0;
+        for (;;) {
+            std::string data = receive_some(fd, stopping);
+            if (data.empty())
+                return;
+            if (offset >= position && offset < position + data.size())
+                data[offset - position] ^= 0x01;
+            position += data.size();
+            send_quietly(fd, data);
+        }
+    };
+}
+
+// Writes to the master side of a pseudo-terminal (not a socket: write_all() uses send()).
+void type_into(int terminal, std::string_view text) {
+    while (!text.empty()) {
+        const ssize_t count = ::write(terminal, text.data(), text.size());
+        if (count < 0 && errno == EINTR)
+            continue;
+        BOOST_REQUIRE_MESSAGE(count > 0, "write to the terminal: " << std::strerror(errno));
+        text.remove_prefix(static_cast<std::size_t>(count));
+    }
+}
+
+struct DaemonFixture {
+    TempDir dir;
+    Daemon daemon = start_daemon(dir);
+};
+
+struct FakeFixture {
+    TempDir dir;
+    std::string path = dir.file("fake.sock");
+};
+
+} // namespace
+
+// ---- ping ----
+
+BOOST_FIXTURE_TEST_CASE(ping_counts_round_trips_and_summarises, DaemonFixture) {
+    const auto result = run_client({"ping", "-c", "3", "-i", "0.05", "-s", daemon.socket});
+    check_exit(result, exit_ok);
+    BOOST_TEST(contains(result.out, "PING " + daemon.socket + ": 64 bytes"), result.out);
+    for (const char* sequence : {"seq=1 time=", "seq=2 time=", "seq=3 time="})
+        BOOST_TEST(contains(result.out, "64 bytes from " + daemon.socket + ": " + sequence),
+                   result.out);
+    BOOST_TEST(contains(result.out, "3 sent, 3 received, 0% loss"), result.out);
+    BOOST_TEST(contains(result.out, "rtt min/avg/max/mdev = "), result.out);
+    BOOST_TEST(result.err.empty(), result.err);
+}
+
+BOOST_FIXTURE_TEST_CASE(ping_options_before_the_subcommand_and_quiet, DaemonFixture) {
+    const auto result =
+        run_client({"-s", daemon.socket, "-q", "ping", "--size", "1K", "-c", "2", "-i", "0"});
+    check_exit(result, exit_ok);
+    BOOST_TEST(!contains(result.out, "seq="), result.out);
+    BOOST_TEST(contains(result.out, "PING " + daemon.socket + ": 1024 bytes"), result.out);
+    BOOST_TEST(contains(result.out, "2 sent, 2 received, 0% loss"), result.out);
+}
+
+BOOST_FIXTURE_TEST_CASE(ping_reports_a_server_that_stops_answering, FakeFixture) {
+    FakeServer server(path, echo_then_stall(64));
+    const auto start = Clock::now();
+    const auto result = run_client({"ping", "-s", path, "-c", "3", "-i", "0.05", "-t", "0.3"});
+    BOOST_TEST((Clock::now() - start < 5s));
+    check_exit(result, exit_timeout);
+    BOOST_TEST(contains(result.out, "seq=1 time="), result.out);
+    BOOST_TEST(contains(result.out, "seq=2: no echo within 0.3 s"), result.out);
+    BOOST_TEST(contains(result.out, "3 sent, 1 received, 66.6667% loss"), result.out);
+}
+
+BOOST_FIXTURE_TEST_CASE(ping_reports_a_daemon_lost_mid_run, FakeFixture) {
+    FakeServer server(path, echo_then_close(64));
+    const auto result = run_client({"ping", "-s", path, "-c", "3", "-i", "0.05"});
+    check_exit(result, exit_data_error);
+    BOOST_TEST(contains(result.out, "seq=1 time="), result.out);
+    BOOST_TEST(contains(result.out, "seq=2: the daemon closed the connection"), result.out);
+    BOOST_TEST(contains(result.out, "3 sent, 1 received"), result.out);
+}
+
+BOOST_FIXTURE_TEST_CASE(ping_without_a_daemon, FakeFixture) {
+    const auto result = run_client({"ping", "-s", path, "-c", "1"});
+    check_exit(result, exit_unavailable);
+    BOOST_TEST(contains(result.err, "uds-echo: no daemon listens at " + path), result.err);
+}
+
+BOOST_FIXTURE_TEST_CASE(ping_ends_on_sigint_with_the_summary, DaemonFixture) {
+    ProcessOptions options;
+    options.argv = {client_binary(), "ping", "-s", daemon.socket, "-i", "0.05"};
+    Process ping(options);
+    BOOST_REQUIRE(wait_until([&] { return contains(ping.stdout_text(), "seq=2 "); }, 10s));
+    ping.signal(SIGINT);
+    const auto status = ping.wait_for_exit(5s);
+    BOOST_REQUIRE(status.has_value());
+    BOOST_TEST(status->exited_with(exit_ok), *status << " " << ping.stderr_text());
+    BOOST_TEST(contains(ping.stdout_text(), "ping statistics ---"), ping.stdout_text());
+    BOOST_TEST(contains(ping.stdout_text(), "0% loss"), ping.stdout_text());
+}
+
+// ---- bench ----
+
+BOOST_FIXTURE_TEST_CASE(bench_counts_exactly_n_messages_as_json, DaemonFixture) {
+    const auto result =
+        run_client({"bench", "-s", daemon.socket, "-n", "2000", "-c", "8", "--pipeline", "4",
+                    "--threads", "2", "--size", "100", "--json"});
+    check_exit(result, exit_ok);
+    BOOST_TEST(non_empty_lines(result.out).size() == 1u, result.out);
+    const auto json = parse_json(result.out);
+    BOOST_TEST(json.get<std::uint64_t>("messages") == 2000u);
+    BOOST_TEST(json.get<std::uint64_t>("bytes") == 200000u);
+    BOOST_TEST(json.get<std::uint64_t>("errors") == 0u);
+    BOOST_TEST(json.get<int>("connections") == 8);
+    BOOST_TEST(json.get<int>("threads") == 2);
+    BOOST_TEST(json.get<double>("messages_per_second") > 0);
+    BOOST_TEST(json.get<double>("latency_us.p50") > 0);
+    BOOST_TEST(json.get<double>("latency_us.p50") <= json.get<double>("latency_us.p99"));
+    BOOST_TEST(json.get<double>("latency_us.p99_9") <= json.get<double>("latency_us.max"));
+    BOOST_TEST(result.err.empty(), result.err);
+}
+
+BOOST_FIXTURE_TEST_CASE(bench_text_report_for_a_duration, DaemonFixture) {
+    // Options before and after the subcommand; not a terminal, so no progress line.
+    const auto result = run_client(
+        {"-s", daemon.socket, "bench", "-d", "0.3", "--warmup", "0.1", "-c", "2", "--size", "64K"});
+    check_exit(result, exit_ok);
+    for (const char* part : {"2 connections on 1 thread, 65536-byte messages", "messages ", "msg/s",
+                             "MiB/s", "p50 ", "p90 ", "p99 ", "p99.9 ", "max ", "errors      0"})
+        BOOST_TEST(contains(result.out, part), "stdout lacks '" << part << "': " << result.out);
+    BOOST_TEST(!contains(result.out, "\r"), "a progress line on a non-terminal");
+}
+
+BOOST_FIXTURE_TEST_CASE(bench_churn_opens_a_connection_per_message, DaemonFixture) {
+    const auto result =
+        run_client({"bench", "-s", daemon.socket, "--churn", "-n", "300", "-c", "3", "--json"});
+    check_exit(result, exit_ok);
+    const auto json = parse_json(result.out);
+    BOOST_TEST(json.get<std::string>("mode") == "churn");
+    BOOST_TEST(json.get<std::uint64_t>("messages") == 300u);
+    BOOST_TEST(json.get<std::uint64_t>("connections_opened") == 300u);
+    BOOST_TEST(json.get<double>("connections_per_second") > 0);
+}
+
+BOOST_FIXTURE_TEST_CASE(bench_fails_on_a_corrupted_echo, FakeFixture) {
+    FakeServer server(path, echo_corrupting_at(1000));
+    const auto result =
+        run_client({"bench", "-s", path, "-n", "1000", "-c", "2", "--pipeline", "8", "--json"});
+    check_exit(result, exit_data_error);
+    const auto json = parse_json(result.out);
+    BOOST_TEST(json.get<std::uint64_t>("errors") >= 1u);
+    BOOST_TEST(json.get<int>("exit_code") == exit_data_error);
+    BOOST_TEST(contains(result.err, "differed from what was sent at byte offset 1000"), result.err);
+}
+
+BOOST_FIXTURE_TEST_CASE(bench_reports_a_server_that_closes_early, FakeFixture) {
+    FakeServer server(path, echo_then_close(640));
+    const auto start = Clock::now();
+    const auto result = run_client({"bench", "-s", path, "-d", "30", "-c", "1"});
+    BOOST_TEST((Clock::now() - start < 5s));
+    check_exit(result, exit_data_error);
+    BOOST_TEST(contains(result.out, "errors      1"), result.out);
+    BOOST_TEST(contains(result.err, "uds-echo: bench: the daemon closed a connection"), result.err);
+}
+
+BOOST_FIXTURE_TEST_CASE(bench_reports_a_server_that_stalls, FakeFixture) {
+    FakeServer server(path, echo_then_stall(6400));
+    const auto start = Clock::now();
+    const auto result = run_client({"bench", "-s", path, "-d", "30", "-c", "2", "-t", "0.3"});
+    BOOST_TEST((Clock::now() - start < 5s));
+    check_exit(result, exit_timeout);
+    BOOST_TEST(contains(result.err, "no echo within 0.3 s"), result.err);
+}
+
+BOOST_FIXTURE_TEST_CASE(bench_churn_reports_a_missing_daemon, FakeFixture) {
+    const auto result = run_client({"bench", "-s", path, "--churn", "-n", "10"});
+    check_exit(result, exit_unavailable);
+    BOOST_TEST(contains(result.err, "no daemon listens at " + path), result.err);
+}
+
+// ---- interactive, help, usage ----
+
+BOOST_FIXTURE_TEST_CASE(a_terminal_gets_the_line_mode, DaemonFixture) {
+    // The client's stdin is a pseudo-terminal; its stdout stays a file.
+    Fd master(::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC));
+    BOOST_REQUIRE(master.valid());
+    BOOST_REQUIRE(::grantpt(master.get()) == 0 && ::unlockpt(master.get()) == 0);
+    Fd terminal(::open(::ptsname(master.get()), O_RDWR | O_NOCTTY | O_CLOEXEC));
+    BOOST_REQUIRE(terminal.valid());
+    ProcessOptions options;
+    options.argv = {client_binary(), "-s", daemon.socket};
+    options.stdin_fd = terminal.get();
+    Process client(options);
+    type_into(master.get(), "first line\nsecond\n");
+    BOOST_REQUIRE(wait_until([&] { return contains(client.stdout_text(), "second\n"); }, 10s));
+    type_into(master.get(), "\x04"); // end of input on a terminal (Ctrl-D at a line start)
+    const auto status = client.wait_for_exit(10s);
+    BOOST_REQUIRE(status.has_value());
+    BOOST_TEST(status->exited_with(exit_ok), *status << " " << client.stderr_text());
+    BOOST_TEST(client.stdout_text() == "first line\nsecond\n");
+}
+
+BOOST_AUTO_TEST_CASE(a_double_dash_sends_the_word_ping, *boost::unit_test::timeout(30)) {
+    TempDir dir;
+    Daemon daemon = start_daemon(dir);
+    const auto result = run_client({"-s", daemon.socket, "--", "ping"});
+    check_exit(result, exit_ok);
+    BOOST_TEST(result.out == "ping\n");
+}
+
+BOOST_AUTO_TEST_CASE(help_for_each_subcommand) {
+    const auto general = run_client({"--help"});
+    check_exit(general, exit_ok);
+    for (const char* part : {"ping [-c COUNT]", "bench [-c CONNS]", "--socket", "Exit status"})
+        BOOST_TEST(contains(general.out, part), general.out);
+
+    const auto ping = run_client({"ping", "--help"});
+    check_exit(ping, exit_ok);
+    for (const char* part :
+         {"Usage: uds-echo ping", "--count", "--interval", "--size", "--timeout", "Exit status"})
+        BOOST_TEST(contains(ping.out, part), ping.out);
+
+    const auto bench = run_client({"-h", "bench"});
+    check_exit(bench, exit_ok);
+    for (const char* part :
+         {"Usage: uds-echo bench", "--connections", "--pipeline", "--duration", "--messages",
+          "--warmup", "--threads", "--churn", "--json", "Exit status"})
+        BOOST_TEST(contains(bench.out, part), bench.out);
+
+    const auto version = run_client({"bench", "--version"});
+    check_exit(version, exit_ok);
+    BOOST_TEST(version.out.rfind("uds-echo ", 0) == 0, version.out);
+}
+
+BOOST_AUTO_TEST_CASE(usage_errors_of_the_subcommands) {
+    const std::vector<std::vector<std::string>> bad = {
+        {"ping", "-c", "0"},         {"ping", "-c", "-1"},
+        {"ping", "-i", "x"},         {"ping", "extra"},
+        {"ping", "--pipeline", "2"}, {"bench", "-d", "1", "-n", "5"},
+        {"bench", "--size", "0"},    {"bench", "--size", "3X"},
+        {"bench", "-c", "0"},        {"bench", "--churn", "--pipeline", "4"},
+        {"bench", "--threads", "0"}, {"bench", "-t", "0"},
+    };
+    for (const auto& args : bad) {
+        const auto result = run_client(args);
+        std::string joined;
+        for (const auto& arg : args)
+            joined += arg + " ";
+        BOOST_TEST(result.status.exited_with(exit_usage), joined << "-> " << result.status);
+        BOOST_TEST(occurrences(result.err, "uds-echo: ") == 1u, joined << "-> " << result.err);
+        BOOST_TEST(contains(result.err, "uds-echo " + args.front() + " --help"),
+                   joined << "-> " << result.err);
+    }
+}
