@@ -1,0 +1,99 @@
+// libFuzzer target: socket path resolution and validation (SPEC §3), shared by daemon and client.
+//
+// Input layout: up to four NUL-separated fields: command-line path, environment path, config-file
+// path, XDG_RUNTIME_DIR; the first byte's bits say which fields are present and the uid class.
+// Checked properties: resolution picks the first explicit path; a path that validates fits in
+// sun_path and converts to an endpoint; an abstract name ('@') becomes a leading NUL.
+#include "uds_echo/exit_codes.hpp"
+#include "uds_echo/paths.hpp"
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace {
+
+void check(bool condition, const char* what, const std::string& path) {
+    if (!condition) {
+        std::fprintf(stderr, "property violated: %s (path of %zu bytes)\n", what, path.size());
+        std::abort();
+    }
+}
+
+void check_path(const std::string& path) {
+    bool valid = true;
+    try {
+        uds_echo::validate_socket_path(path, uds_echo::ExitCode::usage);
+    } catch (const uds_echo::Failure&) {
+        valid = false;
+    }
+    const bool well_formed = !path.empty() && path.find('\0') == std::string::npos &&
+                             path.size() <= uds_echo::max_socket_path_length;
+    // An abstract socket needs a name: "@" alone may be refused.
+    check(valid ? well_formed : (!well_formed || path == "@"),
+          "validate_socket_path accepts exactly the non-empty NUL-free paths that fit", path);
+    if (!valid)
+        return;
+    const auto endpoint = uds_echo::make_endpoint(path);
+    const std::string name = endpoint.path();
+    if (uds_echo::is_abstract(path)) {
+        check(!name.empty() && name[0] == '\0' && name.substr(1) == path.substr(1),
+              "an abstract name becomes a leading NUL", path);
+    } else {
+        check(name == path, "a file path is kept unchanged", path);
+    }
+}
+
+} // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+    if (size == 0)
+        return 0;
+    const std::uint8_t flags = data[0];
+    std::string_view rest(reinterpret_cast<const char*>(data + 1), size - 1);
+    std::vector<std::string> fields;
+    while (fields.size() < 4) {
+        const auto end = rest.find('\0');
+        fields.emplace_back(rest.substr(0, end));
+        if (end == std::string_view::npos)
+            break;
+        rest.remove_prefix(end + 1);
+    }
+    fields.resize(4);
+
+    uds_echo::PathSources sources;
+    if (flags & 1)
+        sources.command_line = fields[0];
+    if (flags & 2)
+        sources.environment = fields[1];
+    if (flags & 4)
+        sources.config_file = fields[2];
+    uds_echo::UserContext user;
+    user.uid = (flags & 8) ? 0 : static_cast<uid_t>(1000 + (flags >> 5));
+    if (flags & 16)
+        user.xdg_runtime_dir = fields[3];
+
+    const std::string resolved = uds_echo::resolve_socket_path(sources, user);
+    const auto explicit_path = uds_echo::explicit_socket_path(sources);
+    if (explicit_path)
+        check(resolved == *explicit_path, "an explicit path wins", resolved);
+    else
+        check(resolved == uds_echo::default_socket_path(user), "the default otherwise", resolved);
+
+    const auto candidates = uds_echo::client_socket_candidates(sources, user);
+    check(!candidates.empty(), "the client has a candidate", resolved);
+    check(explicit_path ? candidates.size() == 1 && candidates[0] == *explicit_path
+                        : candidates.front() == uds_echo::default_socket_path(user),
+          "client candidates follow the same order", resolved);
+
+    for (const auto& field : fields)
+        check_path(field);
+    check_path(resolved);
+    (void)uds_echo::is_private_tmp_path(resolved, user);
+    return 0;
+}
