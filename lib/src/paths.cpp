@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -98,6 +99,19 @@ void validate_socket_path(const std::string& path, ExitCode code) {
         throw Failure(code, "socket path contains a NUL byte");
     if (path == "@")
         throw Failure(code, "abstract socket name \"@\" is empty");
+    // Every path must be writable as a `socket = ...` line of the config file (and printable by
+    // --check-config and in one log line): no control characters, no '#' (a comment there), no
+    // blanks at the ends (trimmed there).
+    const auto unprintable = std::find_if(path.begin(), path.end(),
+                                          [](unsigned char c) { return c < 0x20 || c == 0x7f; });
+    if (unprintable != path.end())
+        throw Failure(code, "socket path contains a control character (byte " +
+                                std::to_string(unprintable - path.begin()) + ")");
+    if (path.find('#') != std::string::npos)
+        throw Failure(code, "socket path \"" + path +
+                                "\" contains '#', which cannot be written in the config file");
+    if (path.front() == ' ' || path.back() == ' ')
+        throw Failure(code, "socket path \"" + path + "\" begins or ends with a space");
     // One limit for both kinds: a path needs its terminating NUL inside sun_path, and an abstract
     // name's leading NUL replaces the '@'. The kernel would take a 108-byte abstract name, but
     // Asio's endpoint refuses anything longer than sizeof(sun_path) - 1, so 107 it is.

@@ -388,7 +388,8 @@ public:
         , resume_accepting_(control_)
         , shutdown_deadline_(control_)
         , status_timer_(control_)
-        , watchdog_timer_(control_) {
+        , watchdog_timer_(control_)
+        , refused_summary_timer_(control_) {
         signals_.add(SIGUSR1);
         // One connection needs one worker, whatever --threads says.
         const unsigned worker_count = socket_.connected ? 1 : config_.threads;
@@ -515,21 +516,33 @@ private:
             asio::post(control_, [this] { resume_accepting_.cancel(); });
     }
 
+    // At most refused_log_limit_per_second lines a second; the refusals beyond are counted and
+    // reported in one line when their second is over, so a flood cannot fill the log and the
+    // operator still sees its size.
     void log_refused(std::uint64_t id, const PeerCredentials& peer) {
         ++refused_;
         const auto now = std::chrono::steady_clock::now();
-        if (now - refused_window_start_ >= std::chrono::seconds(1)) {
-            if (refused_unlogged_ > 0)
-                UDS_LOG(warning) << refused_unlogged_ << " more connection(s) refused";
+        if (now - refused_window_start_ >= std::chrono::seconds(1) && refused_unlogged_ == 0) {
             refused_window_start_ = now;
             refused_in_window_ = 0;
-            refused_unlogged_ = 0;
         }
-        if (++refused_in_window_ <= refused_log_limit_per_second)
+        if (++refused_in_window_ <= refused_log_limit_per_second) {
             UDS_LOG(warning) << describe_peer(id, peer)
                              << " refused: not in allow-uid or allow-gid";
-        else
-            ++refused_unlogged_;
+            return;
+        }
+        if (refused_unlogged_++ == 0) {
+            refused_summary_timer_.expires_at(refused_window_start_ + std::chrono::seconds(1));
+            refused_summary_timer_.async_wait([this](const error_code& error) {
+                if (error)
+                    return;
+                UDS_LOG(warning) << refused_unlogged_
+                                 << " more connection(s) refused in the last second";
+                refused_unlogged_ = 0;
+                refused_window_start_ = std::chrono::steady_clock::now();
+                refused_in_window_ = 0;
+            });
+        }
     }
 
     void wait_for_signal() {
@@ -598,6 +611,7 @@ private:
         shutdown_deadline_.cancel();
         status_timer_.cancel();
         watchdog_timer_.cancel();
+        refused_summary_timer_.cancel();
         signals_.cancel();
         std::uint64_t cut = 0;
         for (auto& worker : workers_)
@@ -732,6 +746,7 @@ private:
     asio::steady_timer shutdown_deadline_;
     asio::steady_timer status_timer_;
     asio::steady_timer watchdog_timer_;
+    asio::steady_timer refused_summary_timer_;
     std::vector<std::unique_ptr<Worker>> workers_;
     std::atomic<unsigned> active_{0};
     std::atomic<bool> accept_paused_{false};

@@ -169,6 +169,19 @@ BOOST_AUTO_TEST_CASE(empty_nul_and_bare_at_are_refused) {
     BOOST_TEST(failure_code([] { validate_socket_path("@", ExitCode::usage); }) == ExitCode::usage);
 }
 
+// What --check-config prints must stay a valid config file, one line per option.
+BOOST_AUTO_TEST_CASE(paths_that_cannot_be_written_in_the_config_file_are_refused) {
+    for (const std::string path : {"/tmp/a\nsocket-mode = 0777", "/tmp/a\tb", "/tmp/a\x7f",
+                                   "/tmp/a#b", " /tmp/a", "/tmp/a "}) {
+        BOOST_TEST((failure_code([&] { validate_socket_path(path, ExitCode::config); }) ==
+                    ExitCode::config),
+                   path);
+    }
+    BOOST_TEST(contains(failure_message([] { validate_socket_path("/a\nb", ExitCode::usage); }),
+                        "control character"));
+    BOOST_CHECK_NO_THROW(validate_socket_path("/tmp/with space/s.sock", ExitCode::usage));
+}
+
 BOOST_AUTO_TEST_CASE(abstract_endpoint_starts_with_nul_and_keeps_its_length) {
     BOOST_TEST(is_abstract("@name"));
     BOOST_TEST(!is_abstract("/name"));
