@@ -23,15 +23,6 @@ using namespace uds_echo::test;
 
 namespace {
 
-struct RaiseDescriptorLimit {
-    RaiseDescriptorLimit() {
-        rlimit limit{};
-        if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
-            limit.rlim_cur = limit.rlim_max;
-            ::setrlimit(RLIMIT_NOFILE, &limit);
-        }
-    }
-};
 BOOST_TEST_GLOBAL_FIXTURE(RaiseDescriptorLimit);
 
 // The byte stream of one client: byte i is pattern[(i + offset) % size], where the pattern is

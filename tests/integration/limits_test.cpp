@@ -28,15 +28,6 @@ namespace {
 constexpr std::size_t MiB = 1024 * 1024;
 
 // The tests open hundreds of sockets at once: use the whole hard limit.
-struct RaiseDescriptorLimit {
-    RaiseDescriptorLimit() {
-        rlimit limit{};
-        if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
-            limit.rlim_cur = limit.rlim_max;
-            ::setrlimit(RLIMIT_NOFILE, &limit);
-        }
-    }
-};
 BOOST_TEST_GLOBAL_FIXTURE(RaiseDescriptorLimit);
 
 // User plus system CPU time of a process, in clock ticks (/proc/PID/stat fields 14 and 15).

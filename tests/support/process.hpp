@@ -249,6 +249,12 @@ std::string random_bytes(std::size_t size, std::uint64_t seed);
 // Offset of the first difference, or nullopt when equal (for readable failures on large data).
 std::optional<std::size_t> first_difference(std::string_view a, std::string_view b);
 
+// Raises the test process's soft descriptor limit to the hard limit: a Boost.Test global fixture
+// (BOOST_TEST_GLOBAL_FIXTURE(RaiseDescriptorLimit)) for tests that open thousands of sockets.
+struct RaiseDescriptorLimit {
+    RaiseDescriptorLimit();
+};
+
 // ---- /proc and files ----
 
 // Number of entries in /proc/PID/fd; throws if it cannot be read.
