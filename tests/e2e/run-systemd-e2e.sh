@@ -35,22 +35,33 @@ die() {
 # Cleanup: registered before anything is created, safe to run at any point.
 work=
 nspawn_pid=
+container_pid=
 cgroup_dirs=()
 host_dir_mounted=no
+
+# Waits up to $2 tenths of a second for process $1 to end.
+wait_gone() {
+    local _
+    for _ in $(seq "$2"); do
+        kill -0 "$1" 2>/dev/null || return 0
+        sleep 0.1
+    done
+}
 
 cleanup() {
     local status=$?
     trap - EXIT INT TERM
     if [[ -n $nspawn_pid ]] && kill -0 "$nspawn_pid" 2>/dev/null; then
-        # SIGTERM makes nspawn ask the container's systemd to power off; give it a moment.
+        # SIGTERM makes nspawn ask the container's systemd to power off (about a second).
         kill -TERM "$nspawn_pid" 2>/dev/null || true
-        for _ in $(seq 100); do
-            kill -0 "$nspawn_pid" 2>/dev/null || break
-            sleep 0.1
-        done
+        wait_gone "$nspawn_pid" 50
+        # Still there: kill the container's PID 1, which takes its whole PID namespace with it.
+        # Killing only nspawn would leave the container running, re-parented to the host's init.
+        [[ -z $container_pid ]] || kill -KILL "$container_pid" 2>/dev/null || true
+        wait_gone "$nspawn_pid" 50
         kill -KILL "$nspawn_pid" 2>/dev/null || true
-        wait "$nspawn_pid" 2>/dev/null || true
     fi
+    [[ -z $nspawn_pid ]] || wait "$nspawn_pid" 2>/dev/null || true
     # Background clients of a check interrupted half-way.
     local job
     for job in $(jobs -p); do
@@ -60,12 +71,17 @@ cleanup() {
     if [[ $host_dir_mounted = yes ]]; then
         umount "$work/run" 2>/dev/null || umount -l "$work/run" 2>/dev/null || true
     fi
-    # Deepest first: nspawn leaves payload/ and supervisor/ below our cgroup.
-    local dir
+    # Deepest first: nspawn leaves payload/ and supervisor/ below our cgroup. The kernel takes a
+    # moment to empty them after the last process died.
+    local dir _
     for dir in "${cgroup_dirs[@]}"; do
-        if [[ -d $dir ]]; then
+        for _ in $(seq 50); do
+            [[ -d $dir ]] || break
             find "$dir" -depth -type d -exec rmdir {} + 2>/dev/null || true
-        fi
+            [[ -d $dir ]] || break
+            sleep 0.1
+        done
+        [[ ! -d $dir ]] || echo "run-systemd-e2e: could not remove cgroup $dir" >&2
     done
     if [[ -n $work && -d $work ]]; then
         # Never follow anything into a mount that might still be there.
@@ -254,7 +270,6 @@ descendants() {
         descendants "$child"
     done
 }
-container_pid=
 for _ in $(seq 300); do
     kill -0 "$nspawn_pid" 2>/dev/null || break
     for pid in $(descendants "$nspawn_pid"); do
