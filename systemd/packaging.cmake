@@ -30,7 +30,8 @@ set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS OFF)
 # to groupadd, and the daemon runs fine without systemd.
 set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "systemd")
 # deb-systemd-helper and deb-systemd-invoke for the maintainer scripts, as debhelper adds them.
-set(CPACK_DEBIAN_PACKAGE_DEPENDS "init-system-helpers (>= 1.54~)")
+# procps: /bin/kill, which the service's ExecReload= runs.
+set(CPACK_DEBIAN_PACKAGE_DEPENDS "init-system-helpers (>= 1.54~), procps")
 set(CPACK_DEBIAN_PACKAGE_SUGGESTS "bash-completion")
 
 # Maintainer scripts (what dh_installsysusers and dh_installsystemd generate for a socket-activated
