@@ -9,16 +9,15 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/deferred.hpp>
 #include <boost/asio/detached.hpp>
-#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/intrusive/list.hpp>
 
+#include <fcntl.h>
 #include <sys/resource.h>
 
 #include <array>
@@ -26,7 +25,9 @@
 #include <csignal>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <pthread.h>
+#include <system_error>
 #include <thread>
 
 namespace uds_echo {
@@ -48,9 +49,8 @@ using boost::system::error_code;
 
 namespace {
 
-constexpr auto as_tuple_awaitable = asio::as_tuple(asio::use_awaitable);
-// For the session's operations: awaited in the coroutine's own frame, without the extra
-// coroutine frame per operation that use_awaitable costs.
+// Every operation is awaited in the coroutine's own frame, without the extra coroutine frame per
+// operation that use_awaitable costs; as_tuple turns the expected errors into values.
 constexpr auto as_tuple_deferred = asio::as_tuple(asio::deferred);
 
 // The bytes a session reads into its own frame. Messages up to this size never touch the buffer
@@ -121,9 +121,14 @@ struct Connection : boost::intrusive::list_base_hook<> {
     std::uint64_t last_activity_tick;
 };
 
-std::string describe_peer(std::uint64_t id, const PeerCredentials& peer) {
-    return "connection " + std::to_string(id) + " (pid " + std::to_string(peer.pid) + ", uid " +
-           std::to_string(peer.uid) + ", gid " + std::to_string(peer.gid) + ")";
+// Credentials are read only when something needs them (allow lists, debug logging): SO_PEERCRED
+// is a system call per connection.
+std::string describe_peer(std::uint64_t id, const std::optional<PeerCredentials>& peer) {
+    auto text = "connection " + std::to_string(id);
+    if (peer)
+        text += " (pid " + std::to_string(peer->pid) + ", uid " + std::to_string(peer->uid) +
+                ", gid " + std::to_string(peer->gid) + ")";
+    return text;
 }
 
 bool is_resource_exhaustion(const error_code& error) {
@@ -162,23 +167,71 @@ void block_server_signals() {
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 }
 
-// Settings a worker reads on every tick; written on its own thread only (posted by the control
-// thread on SIGHUP).
+// What a worker needs to know of the configuration; written on its own thread only (posted by the
+// control thread on SIGHUP).
 struct WorkerSettings {
     std::chrono::seconds idle_timeout{0};
+    unsigned max_connections = 0;
+    AccessPolicy access;
+    bool log_peers = false; // debug logging names every peer
+
+    bool needs_credentials() const { return access.restricts() || log_peers; }
 };
 
+// The connection count all threads share. A worker takes a slot before it accepts, so that
+// however many workers accept at once, no more than --max-connections connections are open.
+class ConnectionSlots {
+public:
+    bool try_take(unsigned limit) {
+        auto taken = taken_.load();
+        do {
+            if (taken >= limit)
+                return false;
+        } while (!taken_.compare_exchange_weak(taken, taken + 1));
+        return true;
+    }
+    void give_back() { taken_.fetch_sub(1); }
+    bool available(unsigned limit) const { return taken_.load() < limit; }
+
+private:
+    std::atomic<unsigned> taken_{0}; // open sessions plus accepts in progress
+};
+
+// What the workers report to the control thread. The callbacks run on the worker's thread.
+struct WorkerEvents {
+    std::function<void()> drained;
+    std::function<void(std::uint64_t id, PeerCredentials)> refused;
+    std::function<void()> session_ended;
+};
+
+// State shared by all workers and the control thread; everything in it is thread-safe.
+struct SharedState {
+    ConnectionSlots slots;
+    std::atomic<unsigned> open{0};             // running sessions
+    std::atomic<std::uint64_t> accepted{0};    // also numbers the connections
+    std::atomic<bool> out_of_resources{false}; // inside an episode of descriptor exhaustion
+};
+
+// One thread, one io_context, its own accept loop on the shared listening socket and the sessions
+// it accepted. A connection is accepted, served and closed on one thread: no hand-off between
+// event loops, no locks on the data path.
 class Worker {
 public:
-    // Called on the worker's thread when the worker has finished draining.
-    using DoneCallback = std::function<void()>;
+    using Acceptor = asio::local::stream_protocol::acceptor::rebind_executor<WorkerExecutor>::other;
 
-    Worker(std::size_t buffer_size, WorkerSettings settings, DoneCallback on_done,
-           std::function<void()> on_connection_end)
+    // `listener` is this worker's own descriptor of the listening socket (-1: none); the worker
+    // closes it.
+    Worker(std::size_t buffer_size, WorkerSettings settings, int listener, SharedState& shared,
+           WorkerEvents events)
         : buffers_(buffer_size)
-        , settings_(settings)
-        , on_done_(std::move(on_done))
-        , on_connection_end_(std::move(on_connection_end)) {}
+        , settings_(std::move(settings))
+        , shared_(shared)
+        , events_(std::move(events))
+        , acceptor_(context_)
+        , resume_accepting_(context_) {
+        if (listener >= 0)
+            acceptor_.assign(asio::local::stream_protocol(), listener);
+    }
 
     ~Worker() {
         if (thread_.joinable()) {
@@ -192,9 +245,15 @@ public:
     asio::io_context& context() { return context_; }
     std::uint64_t bytes_echoed() const { return bytes_echoed_.load(std::memory_order_relaxed); }
     std::uint64_t connections_cut() const { return cut_.load(std::memory_order_relaxed); }
+    std::uint64_t heartbeat() const { return heartbeat_.load(std::memory_order_relaxed); }
 
     void start() {
         asio::co_spawn(context_, housekeeping(), asio::detached);
+        if (acceptor_.is_open())
+            asio::co_spawn(context_, accept_loop(), [](std::exception_ptr failure) {
+                if (failure)
+                    std::rethrow_exception(failure); // no daemon without its acceptors
+            });
         thread_ = std::thread([this] { context_.run(); });
     }
 
@@ -203,29 +262,30 @@ public:
             thread_.join();
     }
 
-    void start_session(Socket socket, std::uint64_t id, PeerCredentials peer) {
-        asio::co_spawn(
-            context_, session(std::move(socket)), [id, peer, this](std::exception_ptr failure) {
-                // The one place where a session's unexpected failure is reported.
-                if (failure) {
-                    try {
-                        std::rethrow_exception(failure);
-                    } catch (const std::exception& error) {
-                        UDS_LOG(error) << describe_peer(id, peer) << " failed: " << error.what();
-                    }
-                }
-                on_connection_end_();
-            });
+    // Called from any thread: a slot was given back, so a paused accept loop may go on.
+    void slot_freed() {
+        if (accept_paused_.load())
+            asio::post(context_, [this] { resume_accepting_.cancel(); });
     }
 
-    std::uint64_t heartbeat() const { return heartbeat_.load(std::memory_order_relaxed); }
-
     // The following run on the worker's thread (posted by the control thread).
-    void apply(WorkerSettings settings) { settings_ = settings; }
+
+    // Accept=yes: serves `socket`, for which the caller took a slot.
+    void serve(Socket socket) { admit(std::move(socket)); }
+
+    void apply(WorkerSettings settings) {
+        settings_ = std::move(settings);
+        resume_accepting_.cancel(); // a raised --max-connections frees slots
+    }
     void set_heartbeat(std::uint64_t beat) { heartbeat_.store(beat, std::memory_order_relaxed); }
 
+    // Stops accepting (connections still in the listen backlog stay there: a listening socket
+    // passed by systemd keeps them for the next start) and finishes when the last session ends.
     void begin_drain() {
         draining_ = true;
+        error_code ignored;
+        acceptor_.close(ignored);
+        resume_accepting_.cancel();
         finish_if_drained();
     }
 
@@ -238,6 +298,85 @@ public:
     }
 
 private:
+    WorkerTask<void> accept_loop() {
+        while (!draining_) {
+            if (!shared_.slots.try_take(settings_.max_connections)) {
+                co_await wait_for_free_slot();
+                continue;
+            }
+            auto [error, socket] = co_await acceptor_.async_accept(as_tuple_deferred);
+            if (error || draining_)
+                shared_.slots.give_back();
+            if (draining_)
+                co_return; // the acceptor was closed, or the connection arrived too late
+            if (is_resource_exhaustion(error)) {
+                co_await back_off(error);
+                continue;
+            }
+            if (error) {
+                // ECONNABORTED and the like concern one client only.
+                UDS_LOG(debug) << "accept failed: " << error.message();
+                continue;
+            }
+            if (shared_.out_of_resources.exchange(false))
+                UDS_LOG(info) << "accepting connections again";
+            admit(std::move(socket));
+        }
+    }
+
+    // Out of descriptors or memory: the pending connection stays in the backlog and the listener
+    // stays readable, so retrying at once would spin at full CPU. Logged once per episode, by
+    // whichever worker meets it first.
+    WorkerTask<void> back_off(const error_code& error) {
+        if (!shared_.out_of_resources.exchange(true))
+            UDS_LOG(warning) << "cannot accept connections: " << error.message()
+                             << "; retrying every " << accept_backoff.count() << " ms";
+        WorkerTimer timer(context_, accept_backoff);
+        co_await timer.async_wait(as_tuple_deferred);
+    }
+
+    // At --max-connections the listener is left alone: new clients wait in the kernel's listen
+    // backlog (nobody is reset) until a session ends and wakes this wait.
+    WorkerTask<void> wait_for_free_slot() {
+        accept_paused_.store(true);
+        // Re-checked after publishing the flag: a session that ended just before saw no flag.
+        if (!shared_.slots.available(settings_.max_connections) && !draining_) {
+            resume_accepting_.expires_at(WorkerTimer::time_point::max());
+            co_await resume_accepting_.async_wait(as_tuple_deferred);
+        }
+        accept_paused_.store(false);
+    }
+
+    // Checks the peer against the allow lists and starts its session. A refused peer is closed
+    // before a byte of it is read.
+    void admit(Socket socket) {
+        const auto id = ++shared_.accepted;
+        std::optional<PeerCredentials> peer;
+        if (settings_.needs_credentials())
+            peer = peer_credentials(socket.native_handle()).value_or(PeerCredentials{});
+        if (settings_.access.restricts() && !settings_.access.allows(*peer)) {
+            shared_.slots.give_back();
+            events_.refused(id, *peer);
+            return;
+        }
+        UDS_LOG(debug) << describe_peer(id, peer) << " accepted";
+        shared_.open.fetch_add(1);
+        asio::co_spawn(
+            context_, session(std::move(socket)), [id, peer, this](std::exception_ptr failure) {
+                // The one place where a session's unexpected failure is reported.
+                if (failure) {
+                    try {
+                        std::rethrow_exception(failure);
+                    } catch (const std::exception& error) {
+                        UDS_LOG(error) << describe_peer(id, peer) << " failed: " << error.what();
+                    }
+                }
+                shared_.open.fetch_sub(1);
+                shared_.slots.give_back();
+                events_.session_ended();
+            });
+    }
+
     // The life of one connection: read what the client sent, write it back, until the client
     // closes. Between messages the session holds no buffer but `first`, a few bytes in its frame.
     WorkerTask<void> session(Socket socket) {
@@ -263,13 +402,11 @@ private:
             // small message, like a hand-written epoll loop.
             auto [error, received] =
                 co_await peer.async_read_some(asio::buffer(first), as_tuple_deferred);
-            if (error == asio::error::eof) {
-                // Everything received has been echoed: close our side too.
-                peer.shutdown(Socket::shutdown_send, error);
-                co_return;
-            }
+            // End of file: everything received has been echoed, and closing the socket (when
+            // the frame ends) sends the client its end of file. Any other error: reset by the
+            // client, or closed by the idle sweep or a forced stop.
             if (error)
-                co_return; // reset by the client, or closed by the idle sweep or a forced stop
+                co_return;
             connection.last_activity_tick = tick_;
             const bool more_waiting = received == first.size();
             const bool echoed = more_waiting
@@ -356,13 +493,13 @@ private:
         finished_ = true;
         if (housekeeping_timer_ != nullptr)
             housekeeping_timer_->cancel();
-        on_done_();
+        events_.drained();
     }
 
     BufferPool buffers_;
     WorkerSettings settings_;
-    DoneCallback on_done_;
-    std::function<void()> on_connection_end_;
+    SharedState& shared_;
+    WorkerEvents events_;
     boost::intrusive::list<Connection, boost::intrusive::constant_time_size<true>> connections_;
     WorkerTimer* housekeeping_timer_ = nullptr;
     std::uint64_t tick_ = 0;
@@ -371,9 +508,13 @@ private:
     std::atomic<std::uint64_t> bytes_echoed_{0};
     std::atomic<std::uint64_t> cut_{0};
     std::atomic<std::uint64_t> heartbeat_{0};
+    std::atomic<bool> accept_paused_{false};
     // Declared after everything a session's frame touches: destroying the context destroys any
     // frame still suspended in it, whose cleanup uses the members above.
     asio::io_context context_{1};
+    // I/O objects must go before their context.
+    Acceptor acceptor_;
+    WorkerTimer resume_accepting_;
     std::thread thread_;
 };
 
@@ -383,9 +524,7 @@ public:
         : config_(std::move(config))
         , args_(std::move(args))
         , socket_(socket)
-        , acceptor_(control_)
         , signals_(control_, SIGTERM, SIGINT, SIGHUP)
-        , resume_accepting_(control_)
         , shutdown_deadline_(control_)
         , status_timer_(control_)
         , watchdog_timer_(control_)
@@ -393,14 +532,20 @@ public:
         signals_.add(SIGUSR1);
         // One connection needs one worker, whatever --threads says.
         const unsigned worker_count = socket_.connected ? 1 : config_.threads;
+        WorkerEvents events{[this] { asio::post(control_, [this] { on_worker_done(); }); },
+                            [this](std::uint64_t id, PeerCredentials peer) {
+                                asio::post(control_, [this, id, peer] { on_refused(id, peer); });
+                            },
+                            [this] { on_session_end(); }};
         for (unsigned i = 0; i < worker_count; ++i) {
-            workers_.push_back(std::make_unique<Worker>(
-                config_.buffer_size, worker_settings(),
-                [this] { asio::post(control_, [this] { on_worker_done(); }); },
-                [this] { on_connection_end(); }));
+            // Each worker waits on the listening socket through a descriptor of its own: one
+            // socket in several epoll sets, closed by each worker independently at shutdown.
+            const int listener = socket_.connected ? -1
+                                 : i == 0          ? socket_.fd
+                                                   : duplicate(socket_.fd);
+            workers_.push_back(std::make_unique<Worker>(config_.buffer_size, worker_settings(),
+                                                        listener, shared_, events));
         }
-        if (!socket_.connected)
-            acceptor_.assign(asio::local::stream_protocol(), socket_.fd);
     }
 
     ExitCode run() {
@@ -414,10 +559,6 @@ public:
             UDS_LOG(info) << "serving with " << workers_.size() << " worker thread(s), up to "
                           << config_.max_connections << " connections (descriptor limit "
                           << descriptors << ")";
-            asio::co_spawn(control_, accept_loop(), [](std::exception_ptr failure) {
-                if (failure)
-                    std::rethrow_exception(failure); // no daemon without its acceptor
-            });
         }
         wait_for_signal();
         // The handlers are installed: a signal that arrived during start-up is delivered now.
@@ -434,86 +575,45 @@ public:
     }
 
 private:
-    WorkerSettings worker_settings() const { return WorkerSettings{config_.idle_timeout}; }
-
-    asio::awaitable<void> accept_loop() {
-        std::size_t next_worker = 0;
-        bool exhausted = false; // inside an episode of descriptor or memory exhaustion
-        while (!stopping_) {
-            if (active_.load() >= config_.max_connections) {
-                co_await wait_for_free_slot();
-                continue;
-            }
-            auto& worker = *workers_[next_worker];
-            auto [error, socket] =
-                co_await acceptor_.async_accept(worker.context(), as_tuple_awaitable);
-            if (error == asio::error::operation_aborted || stopping_)
-                co_return;
-            if (is_resource_exhaustion(error)) {
-                if (!exhausted)
-                    UDS_LOG(warning) << "cannot accept connections: " << error.message()
-                                     << "; retrying every " << accept_backoff.count() << " ms";
-                exhausted = true;
-                asio::steady_timer backoff(control_, accept_backoff);
-                co_await backoff.async_wait(as_tuple_awaitable);
-                continue;
-            }
-            if (error) {
-                // ECONNABORTED and the like concern one client only.
-                UDS_LOG(debug) << "accept failed: " << error.message();
-                continue;
-            }
-            if (exhausted) {
-                UDS_LOG(info) << "accepting connections again";
-                exhausted = false;
-            }
-            if (admit(std::move(socket), worker))
-                next_worker = (next_worker + 1) % workers_.size();
-        }
+    WorkerSettings worker_settings() const {
+        return WorkerSettings{config_.idle_timeout, config_.max_connections, config_.access,
+                              config_.log_level >= LogLevel::debug};
     }
 
-    // Checks the peer against the allow lists and hands it to `worker`. A refused peer is closed
-    // before a byte of it is read.
-    bool admit(Socket socket, Worker& worker) {
-        const auto id = ++total_;
-        const auto peer = peer_credentials(socket.native_handle()).value_or(PeerCredentials{});
-        if (!config_.access.allows(peer)) {
-            log_refused(id, peer);
-            return false;
-        }
-        UDS_LOG(debug) << describe_peer(id, peer) << " accepted";
-        active_.fetch_add(1);
-        worker.start_session(std::move(socket), id, peer);
-        return true;
+    static int duplicate(int fd) {
+        const int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        if (copy < 0)
+            throw std::system_error(errno, std::generic_category(),
+                                    "cannot duplicate the listening socket");
+        return copy;
     }
 
     // Accept=yes: the descriptor is the client; the daemon exits when its session ends.
     void serve_passed_connection() {
         auto& worker = *workers_.front();
         Socket socket(worker.context(), asio::local::stream_protocol(), socket_.fd);
-        if (!admit(std::move(socket), worker))
-            asio::post(control_, [this] { begin_shutdown("connection refused"); });
-    }
-
-    // At --max-connections the listener is left alone: new clients wait in the kernel's listen
-    // backlog (nobody is reset) until a session ends and wakes this wait.
-    asio::awaitable<void> wait_for_free_slot() {
-        accept_paused_.store(true);
-        // Re-checked after publishing the flag: a session that ended just before saw no flag.
-        if (active_.load() >= config_.max_connections && !stopping_) {
-            resume_accepting_.expires_at(asio::steady_timer::time_point::max());
-            co_await resume_accepting_.async_wait(as_tuple_awaitable);
-        }
-        accept_paused_.store(false);
+        shared_.slots.try_take(1);
+        asio::post(worker.context(), [&worker, socket = std::move(socket)]() mutable {
+            worker.serve(std::move(socket));
+        });
     }
 
     // Runs on a worker thread.
-    void on_connection_end() {
-        active_.fetch_sub(1);
+    void on_session_end() {
         if (socket_.connected)
             asio::post(control_, [this] { begin_shutdown("connection closed"); });
-        else if (accept_paused_.load())
-            asio::post(control_, [this] { resume_accepting_.cancel(); });
+        else
+            for (auto& worker : workers_)
+                worker->slot_freed();
+    }
+
+    void on_refused(std::uint64_t id, const PeerCredentials& peer) {
+        log_refused(id, peer);
+        if (socket_.connected)
+            begin_shutdown("connection refused");
+        else
+            for (auto& worker : workers_)
+                worker->slot_freed();
     }
 
     // At most refused_log_limit_per_second lines a second; the refusals beyond are counted and
@@ -581,14 +681,11 @@ private:
             return;
         stopping_ = true;
         notifier_.stopping();
-        UDS_LOG(info) << reason << ": no new connections; draining " << active_.load()
+        UDS_LOG(info) << reason << ": no new connections; draining " << shared_.open.load()
                       << " open connection(s) for up to " << config_.shutdown_timeout.count()
                       << " s";
         // A passed listening socket stays open in systemd, which keeps queued clients for the
-        // next start; closing our descriptor never unlinks or shuts down the socket itself.
-        error_code ignored;
-        acceptor_.close(ignored);
-        resume_accepting_.cancel();
+        // next start; the workers closing their descriptors never unlink or shut down the socket.
         workers_running_ = workers_.size();
         for (auto& worker : workers_)
             asio::post(worker->context(), [&worker = *worker] { worker.begin_drain(); });
@@ -658,7 +755,6 @@ private:
             asio::post(worker->context(), [&worker = *worker, settings = worker_settings()] {
                 worker.apply(settings);
             });
-        resume_accepting_.cancel(); // a raised max-connections frees slots
 
         std::string summary;
         for (const auto& name : changed)
@@ -676,9 +772,9 @@ private:
     }
 
     std::string statistics() const {
-        return std::to_string(active_.load()) + " open connection(s), " + std::to_string(total_) +
-               " accepted, " + std::to_string(refused_) + " refused, " +
-               std::to_string(bytes_echoed()) + " bytes echoed";
+        return std::to_string(shared_.open.load()) + " open connection(s), " +
+               std::to_string(shared_.accepted.load()) + " accepted, " + std::to_string(refused_) +
+               " refused, " + std::to_string(bytes_echoed()) + " bytes echoed";
     }
 
     void log_statistics(const char* what) { UDS_LOG(info) << what << ": " << statistics(); }
@@ -705,7 +801,7 @@ private:
         if (!socket_.socket_activated || socket_.connected || config_.exit_on_idle.count() == 0 ||
             stopping_)
             return;
-        idle_seconds_ = active_.load() == 0 ? idle_seconds_ + 1 : 0;
+        idle_seconds_ = shared_.open.load() == 0 ? idle_seconds_ + 1 : 0;
         if (idle_seconds_ >= config_.exit_on_idle.count())
             begin_shutdown("idle for " + std::to_string(idle_seconds_) + " s");
     }
@@ -740,17 +836,13 @@ private:
     ServerSocket socket_;
     ServiceNotifier notifier_;
     asio::io_context control_{1};
-    asio::local::stream_protocol::acceptor acceptor_;
     asio::signal_set signals_;
-    asio::steady_timer resume_accepting_;
     asio::steady_timer shutdown_deadline_;
     asio::steady_timer status_timer_;
     asio::steady_timer watchdog_timer_;
     asio::steady_timer refused_summary_timer_;
+    SharedState shared_; // outlives the workers, which use it
     std::vector<std::unique_ptr<Worker>> workers_;
-    std::atomic<unsigned> active_{0};
-    std::atomic<bool> accept_paused_{false};
-    std::uint64_t total_ = 0;
     std::uint64_t refused_ = 0;
     std::chrono::steady_clock::time_point refused_window_start_{};
     unsigned refused_in_window_ = 0;

@@ -1,5 +1,5 @@
-// The echo server: worker threads, each with its own io_context, an acceptor that hands every
-// connection to a worker, one coroutine session per connection, signals and shutdown.
+// The echo server: worker threads, each with its own io_context accepting on the shared listening
+// socket, one coroutine session per connection, and a control thread for signals and shutdown.
 #pragma once
 
 #include "uds_echo/config.hpp"
