@@ -26,9 +26,6 @@ namespace {
 
 BOOST_LOG_ATTRIBUTE_KEYWORD(severity_keyword, "Severity", LogLevel)
 
-// Read by the core's filter on every log call from any thread.
-std::atomic<int> minimum_level{static_cast<int>(LogLevel::info)};
-
 using Sink = sinks::synchronous_sink<sinks::text_ostream_backend>;
 std::mutex sink_mutex;
 boost::shared_ptr<Sink> current_sink;
@@ -200,12 +197,13 @@ void init_logging(LogLevel level, LogFormat format, const std::string& program_n
     // the minimum level's.
     core->set_filter([](logging::attribute_value_set const& values) {
         const auto level = values[severity_keyword];
-        return !level || static_cast<int>(*level) <= minimum_level.load(std::memory_order_relaxed);
+        return !level || static_cast<int>(*level) <=
+                             detail::minimum_log_level.load(std::memory_order_relaxed);
     });
 }
 
 void set_log_level(LogLevel level) {
-    minimum_level.store(static_cast<int>(level), std::memory_order_relaxed);
+    detail::minimum_log_level.store(static_cast<int>(level), std::memory_order_relaxed);
 }
 
 } // namespace uds_echo

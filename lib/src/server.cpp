@@ -111,13 +111,15 @@ private:
     std::vector<std::unique_ptr<char[]>> free_;
 };
 
-// What a worker knows of one of its connections; it lives in the session's coroutine frame.
+// What a worker knows of one of its connections; it lives in the session's coroutine frame, next
+// to the socket it refers to (the session's parameter: a second socket object in the frame would
+// make every idle connection bigger).
 struct Connection : boost::intrusive::list_base_hook<> {
-    Connection(Socket socket, std::uint64_t now_tick)
-        : socket(std::move(socket))
+    Connection(Socket& socket, std::uint64_t now_tick)
+        : socket(socket)
         , last_activity_tick(now_tick) {}
 
-    Socket socket;
+    Socket& socket;
     std::uint64_t last_activity_tick;
 };
 
@@ -380,7 +382,7 @@ private:
     // The life of one connection: read what the client sent, write it back, until the client
     // closes. Between messages the session holds no buffer but `first`, a few bytes in its frame.
     WorkerTask<void> session(Socket socket) {
-        Connection connection(std::move(socket), tick_);
+        Connection connection(socket, tick_);
         connections_.push_back(connection);
         struct Unregister {
             Worker& worker;
@@ -391,7 +393,7 @@ private:
             }
         } unregister{*this, connection};
 
-        auto& peer = connection.socket;
+        auto& peer = socket;
         // Writes (and the reads of a burst) are tried directly; only when the kernel says they
         // would block does the session wait through Asio.
         peer.non_blocking(true);

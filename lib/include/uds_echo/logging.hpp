@@ -5,6 +5,7 @@
 #include <boost/log/sources/record_ostream.hpp>
 #include <boost/log/sources/severity_logger.hpp>
 
+#include <atomic>
 #include <optional>
 #include <string>
 
@@ -32,9 +33,22 @@ void init_logging(LogLevel level, LogFormat format, const std::string& program_n
 // Changes the minimum level at run time.
 void set_log_level(LogLevel level);
 
+namespace detail {
+inline std::atomic<int> minimum_log_level{static_cast<int>(LogLevel::info)};
+}
+
+// Asked before Boost.Log is: a record that Boost.Log filters out still costs a lock and a lookup of
+// its attributes, too much for the debug lines a busy worker skips on every connection.
+inline bool log_enabled(LogLevel level) {
+    return static_cast<int>(level) <= detail::minimum_log_level.load(std::memory_order_relaxed);
+}
+
 BOOST_LOG_INLINE_GLOBAL_LOGGER_DEFAULT(logger, boost::log::sources::severity_logger_mt<LogLevel>)
 
 } // namespace uds_echo
 
 // Usage: UDS_LOG(info) << "text"; the stream expression is evaluated only when the level is on.
-#define UDS_LOG(level) BOOST_LOG_SEV(::uds_echo::logger::get(), ::uds_echo::LogLevel::level)
+#define UDS_LOG(level)                                                                             \
+    for (bool uds_log_enabled = ::uds_echo::log_enabled(::uds_echo::LogLevel::level);              \
+         uds_log_enabled; uds_log_enabled = false)                                                 \
+    BOOST_LOG_SEV(::uds_echo::logger::get(), ::uds_echo::LogLevel::level)
