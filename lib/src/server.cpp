@@ -312,7 +312,14 @@ private:
             if (draining_)
                 co_return; // the acceptor was closed, or the connection arrived too late
             if (is_resource_exhaustion(error)) {
-                co_await back_off(error);
+                // The pending connection stays in the backlog and the listener stays readable, so
+                // retrying at once would spin at full CPU. Logged once per episode, by whichever
+                // worker meets it first.
+                if (!shared_.out_of_resources.exchange(true))
+                    UDS_LOG(warning) << "cannot accept connections: " << error.message()
+                                     << "; retrying every " << accept_backoff.count() << " ms";
+                WorkerTimer backoff(context_, accept_backoff);
+                co_await backoff.async_wait(as_tuple_deferred);
                 continue;
             }
             if (error) {
@@ -324,17 +331,6 @@ private:
                 UDS_LOG(info) << "accepting connections again";
             admit(std::move(socket));
         }
-    }
-
-    // Out of descriptors or memory: the pending connection stays in the backlog and the listener
-    // stays readable, so retrying at once would spin at full CPU. Logged once per episode, by
-    // whichever worker meets it first.
-    WorkerTask<void> back_off(const error_code& error) {
-        if (!shared_.out_of_resources.exchange(true))
-            UDS_LOG(warning) << "cannot accept connections: " << error.message()
-                             << "; retrying every " << accept_backoff.count() << " ms";
-        WorkerTimer timer(context_, accept_backoff);
-        co_await timer.async_wait(as_tuple_deferred);
     }
 
     // At --max-connections the listener is left alone: new clients wait in the kernel's listen
