@@ -14,6 +14,7 @@
 #include <csignal>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <regex>
 #include <string>
 #include <thread>
@@ -111,7 +112,9 @@ private:
         }
     }
 
+    // Called by both threads: the first error is kept.
     void set_error(const std::string& error) {
+        const std::lock_guard lock(error_mutex_);
         if (error_.empty())
             error_ = error;
     }
@@ -121,7 +124,8 @@ private:
     std::atomic<bool> stop_{false};
     std::atomic<std::size_t> written_{0};
     std::atomic<std::size_t> read_{0};
-    std::string error_;
+    std::mutex error_mutex_;
+    std::string error_; // written under error_mutex_; join() reads it once both threads ended
     std::thread writer_;
     std::thread reader_;
 };

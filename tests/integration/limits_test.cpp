@@ -165,12 +165,14 @@ BOOST_AUTO_TEST_CASE(idle_timeout_closes_only_idle_connections) {
     Fd active = connect_unix(daemon.socket, 10s);
     std::atomic<bool> stop{false};
     std::atomic<int> rounds{0};
-    std::string active_error;
+    std::string active_error; // read by this thread only after `failed` is set or chatter ended
+    std::atomic<bool> failed{false};
     std::thread chatter([&] {
         while (!stop) {
             if (!echoed_within(active.get(), "tick", 2s)) {
                 active_error = "the active connection lost its echo after " +
                                std::to_string(rounds.load()) + " rounds";
+                failed = true;
                 return;
             }
             ++rounds;
@@ -189,7 +191,7 @@ BOOST_AUTO_TEST_CASE(idle_timeout_closes_only_idle_connections) {
                    << " ms idle");
 
     // The active one survives several timeouts' worth of time.
-    BOOST_TEST(wait_until([&] { return rounds >= 10 || !active_error.empty(); }, 10s));
+    BOOST_TEST(wait_until([&] { return rounds >= 10 || failed; }, 10s));
     stop = true;
     chatter.join();
     BOOST_TEST(active_error.empty(), active_error);

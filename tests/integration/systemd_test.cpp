@@ -12,6 +12,9 @@
 
 #include <csignal>
 #include <cstring>
+#include <fstream>
+#include <sstream>
+#include <string>
 #include <thread>
 
 using namespace uds_echo::test;
@@ -87,6 +90,29 @@ void wait_for_socket_file(const std::string& path) {
                           "no socket file at " << path);
 }
 
+// True when a stream socket bound to `path` listens: in /proc/net/unix (Num RefCount Protocol
+// Flags Type St Inode Path) its flags are __SO_ACCEPTCON, 00010000.
+bool listening_at(const std::string& path) {
+    std::ifstream table("/proc/net/unix");
+    std::string line;
+    std::getline(table, line); // the header
+    while (std::getline(table, line)) {
+        std::istringstream fields(line);
+        std::string number, references, protocol, flags, type, state, inode, name;
+        fields >> number >> references >> protocol >> flags >> type >> state >> inode >> name;
+        if (name == path && flags == "00010000")
+            return true;
+    }
+    return false;
+}
+
+// The socket file appears at bind(2), before listen(2): a connection attempt in between is
+// refused. Waits for the listening socket itself.
+void wait_for_listener(const std::string& path) {
+    BOOST_REQUIRE_MESSAGE(wait_until([&] { return listening_at(path); }, 10s),
+                          "nothing listens at " << path);
+}
+
 } // namespace
 
 BOOST_AUTO_TEST_CASE(adopts_passed_listening_socket_and_notifies) {
@@ -95,7 +121,7 @@ BOOST_AUTO_TEST_CASE(adopts_passed_listening_socket_and_notifies) {
     NotifySocket notify(dir.file("notify.sock"));
     auto daemon = start_activated(
         dir, socket, {"-E", "NOTIFY_SOCKET=" + notify.path(), "-E", "WATCHDOG_USEC=400000"}, {});
-    wait_for_socket_file(socket);
+    wait_for_listener(socket);
 
     // systemd-socket-activate starts the daemon at the first connection, as systemd does.
     BOOST_TEST(echo_through(socket, "activated") == "activated");
@@ -125,7 +151,7 @@ BOOST_AUTO_TEST_CASE(accept_yes_serves_one_connection_per_daemon) {
     TempDir dir;
     const auto socket = dir.file("s.sock");
     auto activator = start_activated(dir, socket, {"--accept"}, {});
-    wait_for_socket_file(socket);
+    wait_for_listener(socket);
 
     std::vector<std::thread> clients;
     std::vector<std::string> echoes(4);
@@ -168,7 +194,7 @@ BOOST_AUTO_TEST_CASE(exits_when_idle_after_serving) {
     TempDir dir;
     const auto socket = dir.file("s.sock");
     auto daemon = start_activated(dir, socket, {}, {"--exit-on-idle", "1"});
-    wait_for_socket_file(socket);
+    wait_for_listener(socket);
     BOOST_TEST(echo_through(socket, "once") == "once");
     const auto exit = daemon.wait_for_exit(10s);
     BOOST_REQUIRE_MESSAGE(exit.has_value(), "still running; stderr: " << daemon.stderr_text());
