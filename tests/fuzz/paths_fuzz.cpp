@@ -2,11 +2,13 @@
 //
 // Input layout: up to four NUL-separated fields: command-line path, environment path, config-file
 // path, XDG_RUNTIME_DIR; the first byte's bits say which fields are present and the uid class.
-// Checked properties: resolution picks the first explicit path; a path that validates fits in
-// sun_path and converts to an endpoint; an abstract name ('@') becomes a leading NUL.
+// Checked properties: resolution picks the first explicit path; validation accepts exactly the
+// paths that fit in sun_path and can be written in the config file, and those convert to an
+// endpoint; an abstract name ('@') becomes a leading NUL.
 #include "uds_echo/exit_codes.hpp"
 #include "uds_echo/paths.hpp"
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -25,6 +27,21 @@ void check(bool condition, const char* what, const std::string& path) {
     }
 }
 
+// What a socket path may be: not empty, not "@" alone (an abstract socket needs a name), at most
+// max_socket_path_length bytes (sun_path), and writable as a `socket = ...` line of the config
+// file: no NUL or other control byte (below 0x20, or 0x7f), no '#' (a comment there), no space at
+// either end (trimmed there).
+bool acceptable(const std::string& path) {
+    if (path.empty() || path == "@" || path.size() > uds_echo::max_socket_path_length)
+        return false;
+    if (path.front() == ' ' || path.back() == ' ')
+        return false;
+    return std::none_of(path.begin(), path.end(), [](char c) {
+        const auto byte = static_cast<unsigned char>(c);
+        return byte < 0x20 || byte == 0x7f || c == '#';
+    });
+}
+
 void check_path(const std::string& path) {
     bool valid = true;
     try {
@@ -32,11 +49,8 @@ void check_path(const std::string& path) {
     } catch (const uds_echo::Failure&) {
         valid = false;
     }
-    const bool well_formed = !path.empty() && path.find('\0') == std::string::npos &&
-                             path.size() <= uds_echo::max_socket_path_length;
-    // An abstract socket needs a name: "@" alone may be refused.
-    check(valid ? well_formed : (!well_formed || path == "@"),
-          "validate_socket_path accepts exactly the non-empty NUL-free paths that fit", path);
+    check(valid == acceptable(path), "validate_socket_path accepts exactly the acceptable paths",
+          path);
     if (!valid)
         return;
     const auto endpoint = uds_echo::make_endpoint(path);
