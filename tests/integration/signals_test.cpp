@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cctype>
 #include <csignal>
+#include <optional>
 #include <regex>
 #include <string>
 #include <thread>
@@ -299,6 +300,20 @@ BOOST_AUTO_TEST_CASE(sighup_with_a_valid_config_keeps_the_daemon_serving) {
     BOOST_TEST(stop_daemon(daemon).exited_with(0));
 }
 
+// Waits for the daemon to exit after `signal_number`. Under ThreadSanitizer only, a signal that got
+// no answer in 5 s is sent once more: GCC 12's TSan loses about one in 500 signals that are
+// pending while the daemon blocks them (the kernel delivers them to TSan's handler, which never
+// passes them on to Asio's; see waits_in_event_loop()). The other builds allow no second chance.
+std::optional<ExitStatus> exit_after_signal(Daemon& daemon, [[maybe_unused]] int signal_number) {
+#if defined(__SANITIZE_THREAD__)
+    if (auto status = daemon.process.wait_for_exit(5s))
+        return status;
+    BOOST_TEST_MESSAGE("no exit 5 s after signal " << signal_number << ": sent again (TSan)");
+    daemon.process.signal(signal_number);
+#endif
+    return daemon.process.wait_for_exit(10s);
+}
+
 // Once a client can connect, the daemon is in service: a SIGTERM or SIGHUP from then on must be
 // handled (SPEC §4), not kill it by the default action with the socket file left behind. Catches a
 // window between listen() and the installation of the signal handlers; repeated because the
@@ -319,7 +334,7 @@ void signal_as_soon_as_connectable(const TempDir& dir, int signal_number) {
                                                 << "; stderr: " << daemon.process.stderr_text());
         daemon.process.signal(SIGTERM);
     }
-    auto status = daemon.process.wait_for_exit(10s);
+    auto status = exit_after_signal(daemon, SIGTERM);
     BOOST_REQUIRE(status.has_value());
     BOOST_TEST(status->exited_with(0), *status << "; stderr: " << daemon.process.stderr_text());
     BOOST_TEST(!path_exists(daemon.socket), "socket file left behind");

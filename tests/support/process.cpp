@@ -405,6 +405,24 @@ Environment clean_daemon_environment() {
     return environment;
 }
 
+bool waits_in_event_loop(pid_t pid) {
+    const std::string task = "/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid);
+    std::ifstream status(task + "/status");
+    std::string line;
+    bool sigterm_blocked = true;
+    while (std::getline(status, line)) {
+        if (line.starts_with("SigBlk:")) {
+            const unsigned long long blocked = std::stoull(line.substr(7), nullptr, 16);
+            sigterm_blocked = (blocked & (1ULL << (SIGTERM - 1))) != 0;
+            break;
+        }
+    }
+    std::ifstream wchan(task + "/wchan");
+    std::string waiting_in;
+    std::getline(wchan, waiting_in);
+    return !sigterm_blocked && waiting_in.find("epoll_wait") != std::string::npos;
+}
+
 Daemon start_daemon(const TempDir& dir, DaemonOptions options) {
     std::string socket = options.socket.empty() ? dir.file("s.sock") : options.socket;
     ProcessOptions process_options;
@@ -417,6 +435,14 @@ Daemon start_daemon(const TempDir& dir, DaemonOptions options) {
         process_options.argv.push_back("--config");
         process_options.argv.push_back(dir.write_file("empty.conf", ""));
     }
+    // $UDS_ECHO_TEST_THREADS (the tsan test preset sets it) is the worker count of every daemon
+    // whose test chooses none, so that workers race on a one-CPU machine too.
+    const char* threads = std::getenv("UDS_ECHO_TEST_THREADS");
+    if (threads != nullptr && *threads != '\0' &&
+        !has_option(options.args, "--threads", "--threads")) {
+        process_options.argv.push_back("--threads");
+        process_options.argv.push_back(threads);
+    }
     process_options.argv.insert(process_options.argv.end(), options.args.begin(),
                                 options.args.end());
     process_options.environment = clean_daemon_environment();
@@ -427,17 +453,21 @@ Daemon start_daemon(const TempDir& dir, DaemonOptions options) {
     if (!options.wait_ready)
         return daemon;
 
-    bool ready = wait_until([&] { return !daemon.process.running() || daemon_answers(socket); },
-                            options.ready_timeout, 5ms);
+    bool ready =
+        wait_until([&] { return !daemon.process.running() || daemon_answers(socket); },
+                   options.ready_timeout, 5ms) &&
+        wait_until(
+            [&] { return !daemon.process.running() || waits_in_event_loop(daemon.process.pid()); },
+            options.ready_timeout, 1ms);
     if (!daemon.process.running())
         throw std::runtime_error("'" + daemon.process.command_line() + "' ended before serving (" +
                                  daemon.process.status()->describe() +
                                  "); stderr: " + daemon.process.stderr_text());
     if (!ready)
-        throw std::runtime_error("'" + daemon.process.command_line() + "' does not answer on " +
-                                 socket + " after " +
-                                 std::to_string(options.ready_timeout.count()) +
-                                 " ms; stderr: " + daemon.process.stderr_text());
+        throw std::runtime_error(
+            "'" + daemon.process.command_line() + "' is not ready (answering on " + socket +
+            ", handling signals) after " + std::to_string(options.ready_timeout.count()) +
+            " ms; stderr: " + daemon.process.stderr_text());
     return daemon;
 }
 

@@ -1,0 +1,21 @@
+# The two ends of the sanitizer_reports fixture (tests/CMakeLists.txt).
+# cmake -DDIR=<directory> -DMODE=clear -P sanitizer_reports.cmake   empties DIR (creates it)
+# cmake -DDIR=<directory> -DMODE=check -P sanitizer_reports.cmake   fails, printing them, if DIR
+#                                                                   holds any report
+if(MODE STREQUAL "clear")
+  file(REMOVE_RECURSE "${DIR}")
+  file(MAKE_DIRECTORY "${DIR}")
+elseif(MODE STREQUAL "check")
+  file(GLOB reports "${DIR}/*")
+  if(reports)
+    foreach(report IN LISTS reports)
+      file(READ "${report}" text LIMIT 20000)
+      message("==== ${report}\n${text}")
+    endforeach()
+    list(LENGTH reports count)
+    message(FATAL_ERROR "${count} sanitizer report file(s) in ${DIR}")
+  endif()
+  message(STATUS "no sanitizer report in ${DIR}")
+else()
+  message(FATAL_ERROR "MODE must be clear or check")
+endif()
