@@ -6,6 +6,7 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/bind_allocator.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/deferred.hpp>
 #include <boost/asio/detached.hpp>
@@ -14,6 +15,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/intrusive/list.hpp>
 
@@ -53,9 +55,23 @@ namespace {
 // operation that use_awaitable costs; as_tuple turns the expected errors into values.
 constexpr auto as_tuple_deferred = asio::as_tuple(asio::deferred);
 
-// The bytes a session reads into its own frame. Messages up to this size never touch the buffer
-// pool; larger ones continue in a pooled buffer. Small, because every idle connection carries it.
-constexpr std::size_t first_read_size = 128;
+// The bytes a session reads into its own frame. Messages shorter than this never touch the
+// buffer pool; longer ones continue in a pooled buffer. Small, because every idle connection
+// carries it: 96 bytes hold the short requests of line protocols and keep an idle connection
+// within 1 KiB (docs/architecture.md has the breakdown).
+constexpr std::size_t first_read_size = 96;
+using FirstRead = std::array<char, first_read_size>;
+
+// The read a session awaits between messages: the bytes it brought, or 0 when the connection
+// ended (a stream read that succeeds brings at least one byte). A plain function returning the
+// operation, and a single number as its result: the session's frame, which every idle connection
+// carries, then holds neither a buffer object nor an error_code.
+auto read_some_into(Socket& peer, FirstRead& first) {
+    return peer.async_read_some(
+        asio::buffer(first), asio::deferred([](error_code error, std::size_t received) {
+            return asio::deferred.values(error ? 0 : received);
+        }));
+}
 
 // How long the accept loop rests when the process or the system is out of descriptors (or
 // memory): the listener stays readable meanwhile, so retrying at once would spin at full CPU.
@@ -63,6 +79,53 @@ constexpr auto accept_backoff = std::chrono::milliseconds(100);
 
 // At most this many refused peers are logged per second; the rest are only counted.
 constexpr unsigned refused_log_limit_per_second = 10;
+
+// The memory of a worker's accept operation, kept from one accept to the next. Left to Asio's
+// per-thread recycling cache, the accept's block would be taken by the new session's first read
+// (a smaller operation, started right after the accept completed) and held for as long as that
+// connection stays idle: 64 bytes more per idle connection than the read needs. Used on the
+// worker's thread only.
+class AcceptMemory {
+public:
+    AcceptMemory() = default;
+    AcceptMemory(const AcceptMemory&) = delete;
+    AcceptMemory& operator=(const AcceptMemory&) = delete;
+    ~AcceptMemory() { ::operator delete(block_); }
+
+    void* take(std::size_t size) {
+        if (block_ == nullptr || size > block_size_)
+            return ::operator new(size);
+        return std::exchange(block_, nullptr);
+    }
+    void give_back(void* block, std::size_t size) {
+        if (block_ != nullptr && block_size_ >= size) {
+            ::operator delete(block);
+            return;
+        }
+        ::operator delete(block_);
+        block_ = block;
+        block_size_ = size;
+    }
+
+private:
+    void* block_ = nullptr;
+    std::size_t block_size_ = 0;
+};
+
+template <typename T>
+struct AcceptAllocator {
+    using value_type = T;
+    explicit AcceptAllocator(AcceptMemory& memory)
+        : memory(&memory) {}
+    template <typename U>
+    AcceptAllocator(const AcceptAllocator<U>& other)
+        : memory(other.memory) {}
+    T* allocate(std::size_t count) { return static_cast<T*>(memory->take(count * sizeof(T))); }
+    void deallocate(T* block, std::size_t count) { memory->give_back(block, count * sizeof(T)); }
+    bool operator==(const AcceptAllocator& other) const { return memory == other.memory; }
+
+    AcceptMemory* memory;
+};
 
 // Read buffers lent to sessions only while they move data. An idle session holds none, so the
 // memory of an idle connection is its socket and its coroutine frame, and a busy worker reuses
@@ -111,15 +174,18 @@ private:
     std::vector<std::unique_ptr<char[]>> free_;
 };
 
-// What a worker knows of one of its connections; it lives in the session's coroutine frame, next
-// to the socket it refers to (the session's parameter: a second socket object in the frame would
-// make every idle connection bigger).
-struct Connection : boost::intrusive::list_base_hook<> {
-    Connection(Socket& socket, std::uint64_t now_tick)
-        : socket(socket)
+// One connection: its socket and what the worker knows of it. It is the session's parameter, so
+// it lives in the session's coroutine frame (one object: a socket and a second object referring
+// to it would make every idle connection bigger). The hook unlinks it from the worker's list
+// when the frame ends, so the frame needs no pointer back to the worker for that.
+using AutoUnlinkHook =
+    boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
+struct Connection : AutoUnlinkHook {
+    Connection(Socket socket, std::uint64_t now_tick)
+        : socket(std::move(socket))
         , last_activity_tick(now_tick) {}
 
-    Socket& socket;
+    Socket socket;
     std::uint64_t last_activity_tick;
 };
 
@@ -306,7 +372,10 @@ private:
                 co_await wait_for_free_slot();
                 continue;
             }
-            auto [error, socket] = co_await acceptor_.async_accept(as_tuple_deferred);
+            // With Asio 1.81 an allocator binds to use_awaitable, not to deferred.
+            auto [error, socket] = co_await acceptor_.async_accept(asio::bind_allocator(
+                AcceptAllocator<void>(accept_memory_),
+                asio::as_tuple(asio::use_awaitable_t<WorkerExecutor>())));
             if (error || draining_)
                 shared_.slots.give_back();
             if (draining_)
@@ -359,60 +428,58 @@ private:
         }
         UDS_LOG(debug) << describe_peer(id, peer) << " accepted";
         shared_.open.fetch_add(1);
+        // The handler lives as long as the session (in co_spawn's frame): it keeps only the
+        // number, which the debug line above ties to the peer.
         asio::co_spawn(
-            context_, session(std::move(socket)), [id, peer, this](std::exception_ptr failure) {
+            context_, session(Connection(std::move(socket), tick_)),
+            [id, this](std::exception_ptr failure) {
                 // The one place where a session's unexpected failure is reported.
                 if (failure) {
                     try {
                         std::rethrow_exception(failure);
                     } catch (const std::exception& error) {
-                        UDS_LOG(error) << describe_peer(id, peer) << " failed: " << error.what();
+                        UDS_LOG(error) << "connection " << id << " failed: " << error.what();
                     }
                 }
                 shared_.open.fetch_sub(1);
                 shared_.slots.give_back();
                 events_.session_ended();
+                finish_if_drained();
             });
     }
 
     // The life of one connection: read what the client sent, write it back, until the client
     // closes. Between messages the session holds no buffer but `first`, a few bytes in its frame.
-    WorkerTask<void> session(Socket socket) {
-        Connection connection(socket, tick_);
+    // Everything in this function's frame is paid by every idle connection (GCC gives each local
+    // and each awaited temporary its own slot), so it keeps one awaited call per message.
+    WorkerTask<void> session(Connection connection) {
         connections_.push_back(connection);
-        struct Unregister {
-            Worker& worker;
-            Connection& connection;
-            ~Unregister() {
-                worker.connections_.erase(worker.connections_.iterator_to(connection));
-                worker.finish_if_drained();
-            }
-        } unregister{*this, connection};
-
-        auto& peer = socket;
         // Writes (and the reads of a burst) are tried directly; only when the kernel says they
         // would block does the session wait through Asio.
-        peer.non_blocking(true);
-        std::array<char, first_read_size> first;
+        connection.socket.non_blocking(true);
+        FirstRead first;
         for (;;) {
             // async_read_some lets Asio try the read at once when epoll has reported data, and
             // costs no epoll_ctl when it must wait: one epoll_wait, one read and one write per
             // small message, like a hand-written epoll loop.
-            auto [error, received] =
-                co_await peer.async_read_some(asio::buffer(first), as_tuple_deferred);
+            const std::size_t received = co_await read_some_into(connection.socket, first);
             // End of file: everything received has been echoed, and closing the socket (when
             // the frame ends) sends the client its end of file. Any other error: reset by the
             // client, or closed by the idle sweep or a forced stop.
-            if (error)
+            if (received == 0)
                 co_return;
             connection.last_activity_tick = tick_;
-            const bool more_waiting = received == first.size();
-            const bool echoed = more_waiting
-                                    ? co_await echo_burst(peer, asio::buffer(first, received))
-                                    : co_await echo(peer, asio::buffer(first, received));
-            if (!echoed)
+            if (!co_await echo_read(connection.socket, first, received))
                 co_return;
         }
+    }
+
+    // Echoes what a read put into `first`; a plain function for the same reason as
+    // read_some_into. A full `first` means more is probably waiting: that continues in a pooled
+    // buffer.
+    WorkerTask<bool> echo_read(Socket& peer, const FirstRead& first, std::size_t received) {
+        const auto data = asio::buffer(first, received);
+        return received == first.size() ? echo_burst(peer, data) : echo(peer, data);
     }
 
     // Writes `data` back; false when the client is gone. The first write is tried directly; a
@@ -495,10 +562,12 @@ private:
     }
 
     BufferPool buffers_;
+    AcceptMemory accept_memory_;
     WorkerSettings settings_;
     SharedState& shared_;
     WorkerEvents events_;
-    boost::intrusive::list<Connection, boost::intrusive::constant_time_size<true>> connections_;
+    // Not constant-time size: auto-unlinking members cannot update a count.
+    boost::intrusive::list<Connection, boost::intrusive::constant_time_size<false>> connections_;
     WorkerTimer* housekeeping_timer_ = nullptr;
     std::uint64_t tick_ = 0;
     bool draining_ = false;
