@@ -67,10 +67,10 @@ using FirstRead = std::array<char, first_read_size>;
 // operation, and a single number as its result: the session's frame, which every idle connection
 // carries, then holds neither a buffer object nor an error_code.
 auto read_some_into(Socket& peer, FirstRead& first) {
-    return peer.async_read_some(
-        asio::buffer(first), asio::deferred([](error_code error, std::size_t received) {
-            return asio::deferred.values(error ? 0 : received);
-        }));
+    return peer.async_read_some(asio::buffer(first),
+                                asio::deferred([](error_code error, std::size_t received) {
+                                    return asio::deferred.values(error ? 0 : received);
+                                }));
 }
 
 // How long the accept loop rests when the process or the system is out of descriptors (or
@@ -373,9 +373,9 @@ private:
                 continue;
             }
             // With Asio 1.81 an allocator binds to use_awaitable, not to deferred.
-            auto [error, socket] = co_await acceptor_.async_accept(asio::bind_allocator(
-                AcceptAllocator<void>(accept_memory_),
-                asio::as_tuple(asio::use_awaitable_t<WorkerExecutor>())));
+            auto [error, socket] = co_await acceptor_.async_accept(
+                asio::bind_allocator(AcceptAllocator<void>(accept_memory_),
+                                     asio::as_tuple(asio::use_awaitable_t<WorkerExecutor>())));
             if (error || draining_)
                 shared_.slots.give_back();
             if (draining_)
@@ -430,22 +430,22 @@ private:
         shared_.open.fetch_add(1);
         // The handler lives as long as the session (in co_spawn's frame): it keeps only the
         // number, which the debug line above ties to the peer.
-        asio::co_spawn(
-            context_, session(Connection(std::move(socket), tick_)),
-            [id, this](std::exception_ptr failure) {
-                // The one place where a session's unexpected failure is reported.
-                if (failure) {
-                    try {
-                        std::rethrow_exception(failure);
-                    } catch (const std::exception& error) {
-                        UDS_LOG(error) << "connection " << id << " failed: " << error.what();
-                    }
-                }
-                shared_.open.fetch_sub(1);
-                shared_.slots.give_back();
-                events_.session_ended();
-                finish_if_drained();
-            });
+        asio::co_spawn(context_, session(Connection(std::move(socket), tick_)),
+                       [id, this](std::exception_ptr failure) {
+                           // The one place where a session's unexpected failure is reported.
+                           if (failure) {
+                               try {
+                                   std::rethrow_exception(failure);
+                               } catch (const std::exception& error) {
+                                   UDS_LOG(error)
+                                       << "connection " << id << " failed: " << error.what();
+                               }
+                           }
+                           shared_.open.fetch_sub(1);
+                           shared_.slots.give_back();
+                           events_.session_ended();
+                           finish_if_drained();
+                       });
     }
 
     // The life of one connection: read what the client sent, write it back, until the client
