@@ -6,7 +6,6 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
-#include <boost/asio/bind_allocator.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/deferred.hpp>
 #include <boost/asio/detached.hpp>
@@ -15,7 +14,6 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/intrusive/list.hpp>
 
@@ -79,53 +77,6 @@ constexpr auto accept_backoff = std::chrono::milliseconds(100);
 
 // At most this many refused peers are logged per second; the rest are only counted.
 constexpr unsigned refused_log_limit_per_second = 10;
-
-// The memory of a worker's accept operation, kept from one accept to the next. Left to Asio's
-// per-thread recycling cache, the accept's block would be taken by the new session's first read
-// (a smaller operation, started right after the accept completed) and held for as long as that
-// connection stays idle: 64 bytes more per idle connection than the read needs. Used on the
-// worker's thread only.
-class AcceptMemory {
-public:
-    AcceptMemory() = default;
-    AcceptMemory(const AcceptMemory&) = delete;
-    AcceptMemory& operator=(const AcceptMemory&) = delete;
-    ~AcceptMemory() { ::operator delete(block_); }
-
-    void* take(std::size_t size) {
-        if (block_ == nullptr || size > block_size_)
-            return ::operator new(size);
-        return std::exchange(block_, nullptr);
-    }
-    void give_back(void* block, std::size_t size) {
-        if (block_ != nullptr && block_size_ >= size) {
-            ::operator delete(block);
-            return;
-        }
-        ::operator delete(block_);
-        block_ = block;
-        block_size_ = size;
-    }
-
-private:
-    void* block_ = nullptr;
-    std::size_t block_size_ = 0;
-};
-
-template <typename T>
-struct AcceptAllocator {
-    using value_type = T;
-    explicit AcceptAllocator(AcceptMemory& memory)
-        : memory(&memory) {}
-    template <typename U>
-    AcceptAllocator(const AcceptAllocator<U>& other)
-        : memory(other.memory) {}
-    T* allocate(std::size_t count) { return static_cast<T*>(memory->take(count * sizeof(T))); }
-    void deallocate(T* block, std::size_t count) { memory->give_back(block, count * sizeof(T)); }
-    bool operator==(const AcceptAllocator& other) const { return memory == other.memory; }
-
-    AcceptMemory* memory;
-};
 
 // Read buffers lent to sessions only while they move data. An idle session holds none, so the
 // memory of an idle connection is its socket and its coroutine frame, and a busy worker reuses
@@ -367,15 +318,18 @@ public:
 
 private:
     WorkerTask<void> accept_loop() {
+        // Accepted into, then moved into the session: a moved-from socket is as if newly
+        // constructed, so one object serves every accept. Accepting into a socket object (rather
+        // than the overload that returns one) also keeps the accept operation small: the new
+        // session's first read reuses its recycled block and holds it while the connection
+        // idles.
+        Socket socket(context_);
         while (!draining_) {
             if (!shared_.slots.try_take(settings_.max_connections)) {
                 co_await wait_for_free_slot();
                 continue;
             }
-            // With Asio 1.81 an allocator binds to use_awaitable, not to deferred.
-            auto [error, socket] = co_await acceptor_.async_accept(
-                asio::bind_allocator(AcceptAllocator<void>(accept_memory_),
-                                     asio::as_tuple(asio::use_awaitable_t<WorkerExecutor>())));
+            auto [error] = co_await acceptor_.async_accept(socket, as_tuple_deferred);
             if (error || draining_)
                 shared_.slots.give_back();
             if (draining_)
@@ -562,7 +516,6 @@ private:
     }
 
     BufferPool buffers_;
-    AcceptMemory accept_memory_;
     WorkerSettings settings_;
     SharedState& shared_;
     WorkerEvents events_;

@@ -129,17 +129,18 @@ BOOST_AUTO_TEST_CASE(a_single_byte_comes_back) {
 }
 
 BOOST_AUTO_TEST_CASE(every_message_size_around_the_sessions_own_buffer) {
-    // A session reads up to 96 bytes into its own frame and continues a longer message in a
-    // pooled buffer: sizes on both sides of that edge, one message at a time on one connection,
-    // then each size alone followed by end of file (the pooled read meets the end).
+    // A session reads up to 96 bytes (first_read_size in lib/src/server.cpp) into its own frame
+    // and continues a longer message in a pooled buffer: sizes on both sides of that edge, one
+    // message at a time on one connection, then each size alone followed by end of file (the
+    // pooled read meets the end).
     Fd fd = connect_unix(daemon.socket);
     for (std::size_t size = 1; size <= 400; ++size) {
-        const std::string message = random_bytes(size, static_cast<unsigned>(size));
+        const std::string message = random_bytes(size, size);
         write_all(fd.get(), message);
         check_same(read_exact(fd.get(), size), message);
     }
     for (std::size_t size : {95u, 96u, 97u, 191u, 192u, 193u}) {
-        const std::string message = random_bytes(size, static_cast<unsigned>(size) + 1000);
+        const std::string message = random_bytes(size, size + 1000);
         Fd single = connect_unix(daemon.socket);
         write_all(single.get(), message);
         shutdown_write(single.get());

@@ -279,7 +279,7 @@ def scaling_scenario(conns):
     """(b) at `conns` connections; the server's RSS and CPU sampled while the load runs."""
     def run(ctx, srv):
         peak = [0]
-        cpu_samples = []  # (monotonic time, server CPU seconds)
+        cpu_samples = [(time.monotonic(), srv.cpu())]  # (monotonic time, server CPU seconds)
         stop = threading.Event()
 
         def sample():
@@ -302,8 +302,8 @@ def scaling_scenario(conns):
         # CPU over the measured seconds only (connecting 10,000 clients is not part of it): from
         # the last sample taken before they began.
         start = max((s for s in cpu_samples if s[0] <= end[0] - duration),
-                    default=cpu_samples[0] if cpu_samples else end)
-        cpu = 100 * (end[1] - start[1]) / (end[0] - start[0]) if end[0] > start[0] else None
+                    default=cpu_samples[0])
+        cpu = 100 * (end[1] - start[1]) / (end[0] - start[0])
         return {"msgs": out["msgs"], "cpu": cpu, "rss": peak[0] / 2**20}
     return run
 
