@@ -67,6 +67,9 @@ constexpr std::array options_table{
                true, false},
     OptionInfo{"max-connections", '\0', "N", "10000",
                "stop accepting while N connections are open (1-1000000)", true, false},
+    OptionInfo{"max-connections-per-uid", '\0', "N", "1000",
+               "close a peer's connection beyond N open for its uid (root exempt), 0 = no cap",
+               true, false},
     OptionInfo{"idle-timeout", '\0', "SEC", "0",
                "close a connection that sent nothing for SEC seconds, 0 = never", true, false},
     OptionInfo{"exit-on-idle", '\0', "SEC", "0",
@@ -360,6 +363,9 @@ void apply(const Settings& settings, DaemonConfig& config, SocketSetting& socket
         } else if (name == "max-connections") {
             config.max_connections =
                 static_cast<unsigned>(number_in_range(setting, {1, max_connections_limit}));
+        } else if (name == "max-connections-per-uid") {
+            config.max_connections_per_uid =
+                static_cast<unsigned>(number_in_range(setting, {0, max_connections_limit}));
         } else if (name == "idle-timeout") {
             config.idle_timeout = seconds(setting);
         } else if (name == "exit-on-idle") {
@@ -742,6 +748,7 @@ std::string DaemonConfig::describe() const {
     text += config_line("socket-group", socket_group ? std::to_string(*socket_group) : "");
     text += config_line("threads", std::to_string(threads));
     text += config_line("max-connections", std::to_string(max_connections));
+    text += config_line("max-connections-per-uid", std::to_string(max_connections_per_uid));
     text += config_line("idle-timeout", std::to_string(idle_timeout.count()));
     text += config_line("exit-on-idle", std::to_string(exit_on_idle.count()));
     text += config_line("shutdown-timeout", std::to_string(shutdown_timeout.count()));
@@ -778,6 +785,8 @@ std::vector<std::string> options_changed_at_runtime(const DaemonConfig& before,
     note(before.log_level != after.log_level, "log-level");
     note(before.log_format != after.log_format, "log-format");
     note(before.max_connections != after.max_connections, "max-connections");
+    note(before.max_connections_per_uid != after.max_connections_per_uid,
+         "max-connections-per-uid");
     note(before.idle_timeout != after.idle_timeout, "idle-timeout");
     note(before.exit_on_idle != after.exit_on_idle, "exit-on-idle");
     note(before.shutdown_timeout != after.shutdown_timeout, "shutdown-timeout");

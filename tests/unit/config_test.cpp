@@ -128,6 +128,7 @@ BOOST_AUTO_TEST_CASE(defaults) {
     BOOST_TEST(!config.socket_group.has_value());
     BOOST_TEST(config.threads == available_cpus());
     BOOST_TEST(config.max_connections == 10000u);
+    BOOST_TEST(config.max_connections_per_uid == 1000u);
     BOOST_TEST(config.idle_timeout.count() == 0);
     BOOST_TEST(config.exit_on_idle.count() == 0);
     BOOST_TEST(config.shutdown_timeout.count() == 5);
@@ -468,7 +469,8 @@ BOOST_AUTO_TEST_CASE(describe_prints_every_option_in_file_syntax) {
     const auto text = config.describe();
     for (const char* line :
          {"\nsocket = /tmp/d.sock\n", "\nsocket-mode = 0600\n", "\nsocket-group = 0\n",
-          "\nthreads = ", "\nmax-connections = 10000\n", "\nidle-timeout = 0\n",
+          "\nthreads = ", "\nmax-connections = 10000\n",
+          "\nmax-connections-per-uid = 1000\n", "\nidle-timeout = 0\n",
           "\nexit-on-idle = 0\n", "\nshutdown-timeout = 5\n", "\nbuffer-size = 8192\n",
           "\nallow-uid = 3,5\n", "\nallow-gid = 7\n", "\nlog-level = info\n",
           "\nlog-format = journal\n"})
@@ -533,11 +535,13 @@ BOOST_AUTO_TEST_CASE(restart_and_runtime_differences) {
 
     const auto runtime =
         parse({"-s", "/tmp/a.sock", "--log-level", "error", "--log-format", "json",
-               "--max-connections", "5", "--idle-timeout", "1", "--exit-on-idle", "2",
-               "--shutdown-timeout", "3", "--allow-uid", "0", "--allow-gid", "0"});
-    const std::vector<std::string> runtime_names{"log-level",    "log-format",   "max-connections",
-                                                 "idle-timeout", "exit-on-idle", "shutdown-timeout",
-                                                 "allow-uid",    "allow-gid"};
+               "--max-connections", "5", "--max-connections-per-uid", "4", "--idle-timeout", "1",
+               "--exit-on-idle", "2", "--shutdown-timeout", "3", "--allow-uid", "0",
+               "--allow-gid", "0"});
+    const std::vector<std::string> runtime_names{
+        "log-level",    "log-format",   "max-connections",  "max-connections-per-uid",
+        "idle-timeout", "exit-on-idle", "shutdown-timeout", "allow-uid",
+        "allow-gid"};
     BOOST_TEST(options_changed_at_runtime(before, runtime) == runtime_names,
                boost::test_tools::per_element());
     BOOST_TEST(options_needing_restart(before, runtime).empty());

@@ -28,6 +28,7 @@ struct DaemonConfig {
     std::optional<gid_t> socket_group; // resolved from a name or a number
     unsigned threads = 1;              // resolved: 0 on input becomes the CPUs in the affinity mask
     unsigned max_connections = 10000;
+    unsigned max_connections_per_uid = 1000; // 0 = no cap; uid 0 is never capped
     std::chrono::seconds idle_timeout{0}; // 0 = never
     std::chrono::seconds exit_on_idle{0}; // 0 = never
     std::chrono::seconds shutdown_timeout{5};
@@ -65,7 +66,7 @@ std::vector<std::string> options_needing_restart(const DaemonConfig& before,
                                                  const DaemonConfig& after);
 
 // Names of the options that differ and are applied at run time (log-level, log-format,
-// max-connections, idle-timeout, exit-on-idle, shutdown-timeout, allow-uid, allow-gid).
+// max-connections, max-connections-per-uid, idle-timeout, exit-on-idle, shutdown-timeout, allow-uid, allow-gid).
 std::vector<std::string> options_changed_at_runtime(const DaemonConfig& before,
                                                     const DaemonConfig& after);
 
