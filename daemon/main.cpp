@@ -3,6 +3,7 @@
 #include "uds_echo/exit_codes.hpp"
 #include "uds_echo/listener.hpp"
 #include "uds_echo/logging.hpp"
+#include "uds_echo/paths.hpp"
 #include "uds_echo/server.hpp"
 #include "uds_echo/systemd.hpp"
 
@@ -39,8 +40,9 @@ int run(const std::vector<std::string>& args) {
     }
     if (config.exit_on_idle.count() > 0)
         UDS_LOG(warning) << "exit-on-idle is only used when socket-activated; ignoring it";
-    const auto listener = create_listener(
-        ListenerOptions{config.socket_path, config.socket_mode, config.socket_group});
+    const auto listener =
+        create_listener(ListenerOptions{config.socket_path, config.socket_mode, config.socket_group,
+                                        is_private_tmp_path(config.socket_path, current_user())});
     UDS_LOG(info) << "listening on " << config.socket_path;
     Server server(std::move(config), ServerSocket{listener.fd, false, false}, args);
     return to_int(server.run());

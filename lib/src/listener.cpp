@@ -68,15 +68,22 @@ std::string parent_directory(const std::string& path) {
 
 // Only the last component is created: a missing grandparent means a misconfigured path, and
 // creating a whole tree with the daemon's privileges would hide that.
-void ensure_parent_directory(const std::string& path) {
+void ensure_parent_directory(const std::string& path, bool private_parent) {
     const auto directory = parent_directory(path);
     const mode_t mode = directory == "/run/uds-echo" ? 0755 : 0700;
-    if (::mkdir(directory.c_str(), mode) == 0) {
+    const bool created = ::mkdir(directory.c_str(), mode) == 0;
+    if (!created && errno != EEXIST)
+        throw creation_failure("cannot create directory " + directory, errno);
+    if (created)
         UDS_LOG(info) << "created directory " << directory;
+    // Checked even when just created: in a shared directory such as /tmp, someone else may have
+    // made the name first, and mkdir's EEXIST hides whose it is.
+    if (private_parent) {
+        check_private_directory(directory, ::geteuid());
         return;
     }
-    if (errno != EEXIST)
-        throw creation_failure("cannot create directory " + directory, errno);
+    if (created)
+        return;
     struct stat status {};
     if (::stat(directory.c_str(), &status) != 0)
         throw creation_failure("cannot use directory " + directory, errno);
@@ -123,12 +130,13 @@ void clear_stale_socket(const std::string& path) {
     UDS_LOG(info) << "removed stale socket file " << path;
 }
 
-// Binds with a umask that leaves the new file accessible to the owner only, so that it is never
-// more open than configured, not even between bind() and chmod().
-void bind_private(int fd, const std::string& path) {
+// bind() creates the socket file with mode 0777 minus the umask: a umask of the complement of
+// `mode` gives the file its final mode at creation. No chmod() afterwards, which would follow a
+// symlink that someone with write access to the directory put in place of the new file.
+void bind_with_mode(int fd, const std::string& path, mode_t mode) {
     socklen_t length = 0;
     const auto address = socket_address(path, length);
-    const mode_t previous_umask = ::umask(0177);
+    const mode_t previous_umask = ::umask(~mode & 0777);
     const int result = ::bind(fd, reinterpret_cast<const sockaddr*>(&address), length);
     const int error = errno;
     ::umask(previous_umask);
@@ -143,16 +151,13 @@ void bind_private(int fd, const std::string& path) {
     }
 }
 
-// Permissions of the socket file decide who may connect(): set them on the file itself. fchmod on
-// a socket descriptor would not reach the file. The path was just created by bind(); refusing
-// symlinks (AT_SYMLINK_NOFOLLOW for chown) keeps a swapped-in link from redirecting the change.
-void apply_permissions(const std::string& path, const ListenerOptions& options) {
-    if (options.group && ::fchownat(AT_FDCWD, path.c_str(), static_cast<uid_t>(-1), *options.group,
-                                    AT_SYMLINK_NOFOLLOW) != 0)
-        throw creation_failure(
-            "cannot set the group of " + path + " to " + std::to_string(*options.group), errno);
-    if (::chmod(path.c_str(), options.mode) != 0)
-        throw creation_failure("cannot set the mode of " + path, errno);
+// The group of the socket file decides, with its mode, who may connect(): set it on the file
+// itself (fchown on a socket descriptor would not reach the file). AT_SYMLINK_NOFOLLOW keeps a
+// link swapped in for the new file from redirecting the change.
+void apply_group(const std::string& path, gid_t group) {
+    if (::fchownat(AT_FDCWD, path.c_str(), static_cast<uid_t>(-1), group, AT_SYMLINK_NOFOLLOW) != 0)
+        throw creation_failure("cannot set the group of " + path + " to " + std::to_string(group),
+                               errno);
 }
 
 } // namespace
@@ -184,14 +189,14 @@ OwnedSocketFile::~OwnedSocketFile() {
 Listener create_listener(const ListenerOptions& options) {
     const bool abstract = is_abstract(options.path);
     if (!abstract) {
-        ensure_parent_directory(options.path);
+        ensure_parent_directory(options.path, options.private_parent);
         clear_stale_socket(options.path);
     }
 
     FileDescriptor fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
     if (fd.get() < 0)
         throw creation_failure("cannot create a socket", errno);
-    bind_private(fd.get(), options.path);
+    bind_with_mode(fd.get(), options.path, options.mode);
 
     Listener listener;
     if (!abstract) {
@@ -200,7 +205,8 @@ Listener create_listener(const ListenerOptions& options) {
             throw creation_failure("cannot inspect " + options.path, errno);
         // Owned from here on: a failure below removes the file again.
         listener.file.emplace(options.path, status.st_dev, status.st_ino);
-        apply_permissions(options.path, options);
+        if (options.group)
+            apply_group(options.path, *options.group);
     }
     // Clients can connect only after listen(), so nobody gets in before the mode is final.
     if (::listen(fd.get(), SOMAXCONN) != 0)

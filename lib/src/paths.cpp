@@ -1,6 +1,7 @@
 // Socket path resolution (SPEC §3).
 #include "uds_echo/paths.hpp"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -137,19 +138,32 @@ bool is_private_tmp_path(const std::string& path, const UserContext& user) {
 }
 
 void check_private_directory(const std::string& dir, uid_t uid) {
-    struct stat status {};
-    if (::lstat(dir.c_str(), &status) != 0) {
+    // The checks look at the directory that was opened, not at whatever the name points to a
+    // moment later. Once it passes, the name cannot be swapped under us: its parent, /tmp, is
+    // sticky, so only its owner (us) may rename or remove the entry.
+    const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
         const int error = errno;
+        // A symlink makes open() fail with ELOOP, or with ENOTDIR when O_DIRECTORY is checked
+        // first; lstat() only words the message.
+        struct stat link {};
+        if ((error == ELOOP || error == ENOTDIR) && ::lstat(dir.c_str(), &link) == 0 &&
+            S_ISLNK(link.st_mode))
+            throw Failure(ExitCode::no_permission,
+                          "directory " + dir + " is a symlink; refusing to follow it");
+        if (error == ENOTDIR)
+            throw Failure(ExitCode::no_permission, dir + " is not a directory");
         const auto code = error == EACCES   ? ExitCode::no_permission
                           : error == ENOENT ? ExitCode::cannot_create
                                             : ExitCode::os_error;
         throw Failure(code, "directory " + dir + ": " + std::strerror(error));
     }
-    if (S_ISLNK(status.st_mode))
-        throw Failure(ExitCode::no_permission,
-                      "directory " + dir + " is a symlink; refusing to follow it");
-    if (!S_ISDIR(status.st_mode))
-        throw Failure(ExitCode::no_permission, dir + " is not a directory");
+    struct stat status {};
+    const int result = ::fstat(fd, &status);
+    const int error = errno;
+    ::close(fd);
+    if (result != 0)
+        throw Failure(ExitCode::os_error, "directory " + dir + ": " + std::strerror(error));
     if (status.st_uid != uid || (status.st_mode & 077) != 0)
         throw Failure(ExitCode::no_permission,
                       "directory " + dir + " is owned by uid " + std::to_string(status.st_uid) +

@@ -426,6 +426,7 @@ bool waits_in_event_loop(pid_t pid) {
 Daemon start_daemon(const TempDir& dir, DaemonOptions options) {
     std::string socket = options.socket.empty() ? dir.file("s.sock") : options.socket;
     ProcessOptions process_options;
+    process_options.argv = options.wrapper;
     process_options.argv.push_back(daemon_binary());
     if (options.pass_socket && !has_option(options.args, "--socket", "-s")) {
         process_options.argv.push_back("--socket");

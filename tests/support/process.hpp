@@ -170,6 +170,9 @@ struct DaemonOptions {
     std::vector<std::string> args;
     // Applied on top of clean_daemon_environment().
     Environment environment;
+    // A command that runs the daemon, put before it (e.g. setpriv with another uid); it must exec
+    // the daemon in the same process, so that its pid is the daemon's.
+    std::vector<std::string> wrapper;
     // Wait until the daemon answers on the socket (see daemon_answers()).
     bool wait_ready = true;
     std::chrono::milliseconds ready_timeout = 10s;

@@ -13,6 +13,10 @@ struct ListenerOptions {
     std::string path; // validated; "@name" for an abstract socket
     mode_t mode = 0660;
     std::optional<gid_t> group;
+    // The parent directory must be this user's own (the /tmp fallback, see
+    // is_private_tmp_path()): created 0700 when missing, and refused unless it is a real directory
+    // owned by the effective uid with no group or other permissions.
+    bool private_parent = false;
 };
 
 // A socket file this process created, identified by device and inode; the destructor unlinks it
@@ -41,10 +45,11 @@ struct Listener {
 };
 
 // Creates, binds and listens. For a path: creates a missing parent directory (0755 for
-// /run/uds-echo, 0700 elsewhere), refuses a symlink or a non-socket at the path, removes a stale
-// socket only after connect() to it is refused, refuses when a live daemon answers there, and sets
-// mode and group before listen(). Throws Failure: cannot_create (73), no_permission (77) or
-// os_error (71), with a message naming the path.
+// /run/uds-echo, 0700 elsewhere), checks a private parent, refuses a symlink or a non-socket at the
+// path, removes a stale socket only after connect() to it is refused, refuses when a live daemon
+// answers there, and creates the file with its final mode and group before listen(). Throws
+// Failure: cannot_create (73), no_permission (77) or os_error (71), with a message naming the
+// path.
 Listener create_listener(const ListenerOptions& options);
 
 } // namespace uds_echo
