@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
 #include <utility>
 
@@ -161,6 +162,17 @@ void apply_group(const std::string& path, gid_t group) {
 }
 
 } // namespace
+
+std::optional<std::string> abstract_socket_name(int fd) {
+    sockaddr_un address{};
+    socklen_t length = sizeof address;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0 ||
+        address.sun_family != AF_UNIX || length <= offsetof(sockaddr_un, sun_path) + 1 ||
+        address.sun_path[0] != '\0')
+        return std::nullopt;
+    const auto name_length = length - offsetof(sockaddr_un, sun_path) - 1;
+    return "@" + std::string(address.sun_path + 1, name_length);
+}
 
 OwnedSocketFile::OwnedSocketFile(std::string path, dev_t device, ino_t inode)
     : path_(std::move(path))

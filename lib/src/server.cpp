@@ -1,6 +1,7 @@
 #include "uds_echo/server.hpp"
 
 #include "uds_echo/access.hpp"
+#include "uds_echo/listener.hpp"
 #include "uds_echo/logging.hpp"
 #include "uds_echo/systemd.hpp"
 
@@ -25,10 +26,12 @@
 #include <csignal>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <pthread.h>
 #include <system_error>
 #include <thread>
+#include <unordered_map>
 
 namespace uds_echo {
 
@@ -191,10 +194,46 @@ void block_server_signals() {
 struct WorkerSettings {
     std::chrono::seconds idle_timeout{0};
     unsigned max_connections = 0;
+    unsigned max_connections_per_uid = 0; // 0 = no cap
     AccessPolicy access;
     bool log_peers = false; // debug logging names every peer
 
-    bool needs_credentials() const { return access.restricts() || log_peers; }
+    bool needs_credentials() const {
+        return access.restricts() || max_connections_per_uid > 0 || log_peers;
+    }
+};
+
+// Open connections per peer uid, across all workers, for --max-connections-per-uid. Only uids
+// that hold a connection have an entry, so the table is as large as the set of connected users.
+class UidCounts {
+public:
+    // The uid whose connections are not counted: root may stop the daemon anyway, and a cap on it
+    // would only get in the way of the administrator.
+    static constexpr uid_t exempt = 0;
+
+    // Counts one more connection of `uid` unless it already holds `cap`; false then.
+    bool try_add(uid_t uid, unsigned cap) {
+        std::lock_guard lock(mutex_);
+        auto& count = counts_[uid];
+        if (count >= cap) {
+            if (count == 0)
+                counts_.erase(uid);
+            return false;
+        }
+        ++count;
+        return true;
+    }
+
+    void remove(uid_t uid) {
+        std::lock_guard lock(mutex_);
+        const auto entry = counts_.find(uid);
+        if (entry != counts_.end() && --entry->second == 0)
+            counts_.erase(entry);
+    }
+
+private:
+    std::mutex mutex_;
+    std::unordered_map<uid_t, unsigned> counts_;
 };
 
 // The connection count all threads share. A worker takes a slot before it accepts, so that
@@ -219,13 +258,14 @@ private:
 // What the workers report to the control thread. The callbacks run on the worker's thread.
 struct WorkerEvents {
     std::function<void()> drained;
-    std::function<void(std::uint64_t id, PeerCredentials)> refused;
+    std::function<void(std::uint64_t id, PeerCredentials, const char* reason)> refused;
     std::function<void()> session_ended;
 };
 
 // State shared by all workers and the control thread; everything in it is thread-safe.
 struct SharedState {
     ConnectionSlots slots;
+    UidCounts uid_counts;
     std::atomic<unsigned> open{0};             // running sessions
     std::atomic<std::uint64_t> accepted{0};    // also numbers the connections
     std::atomic<bool> out_of_resources{false}; // inside an episode of descriptor exhaustion
@@ -377,15 +417,25 @@ private:
             peer = peer_credentials(socket.native_handle()).value_or(PeerCredentials{});
         if (settings_.access.restricts() && !settings_.access.allows(*peer)) {
             shared_.slots.give_back();
-            events_.refused(id, *peer);
+            events_.refused(id, *peer, "not in allow-uid or allow-gid");
             return;
+        }
+        // The uid whose count this connection holds until its session ends, if any.
+        std::optional<uid_t> counted_uid;
+        if (settings_.max_connections_per_uid > 0 && peer->uid != UidCounts::exempt) {
+            if (!shared_.uid_counts.try_add(peer->uid, settings_.max_connections_per_uid)) {
+                shared_.slots.give_back();
+                events_.refused(id, *peer, "its uid already holds max-connections-per-uid");
+                return;
+            }
+            counted_uid = peer->uid;
         }
         UDS_LOG(debug) << describe_peer(id, peer) << " accepted";
         shared_.open.fetch_add(1);
         // The handler lives as long as the session (in co_spawn's frame): it keeps only the
         // number, which the debug line above ties to the peer.
         asio::co_spawn(context_, session(Connection(std::move(socket), tick_)),
-                       [id, this](std::exception_ptr failure) {
+                       [id, counted_uid, this](std::exception_ptr failure) {
                            // The one place where a session's unexpected failure is reported.
                            if (failure) {
                                try {
@@ -395,6 +445,8 @@ private:
                                        << "connection " << id << " failed: " << error.what();
                                }
                            }
+                           if (counted_uid)
+                               shared_.uid_counts.remove(*counted_uid);
                            shared_.open.fetch_sub(1);
                            shared_.slots.give_back();
                            events_.session_ended();
@@ -552,11 +604,12 @@ public:
         signals_.add(SIGUSR1);
         // One connection needs one worker, whatever --threads says.
         const unsigned worker_count = socket_.connected ? 1 : config_.threads;
-        WorkerEvents events{[this] { asio::post(control_, [this] { on_worker_done(); }); },
-                            [this](std::uint64_t id, PeerCredentials peer) {
-                                asio::post(control_, [this, id, peer] { on_refused(id, peer); });
-                            },
-                            [this] { on_session_end(); }};
+        WorkerEvents events{
+            [this] { asio::post(control_, [this] { on_worker_done(); }); },
+            [this](std::uint64_t id, PeerCredentials peer, const char* reason) {
+                asio::post(control_, [this, id, peer, reason] { on_refused(id, peer, reason); });
+            },
+            [this] { on_session_end(); }};
         for (unsigned i = 0; i < worker_count; ++i) {
             // Each worker waits on the listening socket through a descriptor of its own: one
             // socket in several epoll sets, closed by each worker independently at shutdown.
@@ -579,6 +632,7 @@ public:
             UDS_LOG(info) << "serving with " << workers_.size() << " worker thread(s), up to "
                           << config_.max_connections << " connections (descriptor limit "
                           << descriptors << ")";
+            warn_if_anyone_may_connect();
         }
         wait_for_signal();
         // The handlers are installed: a signal that arrived during start-up is delivered now.
@@ -596,8 +650,20 @@ public:
 
 private:
     WorkerSettings worker_settings() const {
-        return WorkerSettings{config_.idle_timeout, config_.max_connections, config_.access,
+        return WorkerSettings{config_.idle_timeout, config_.max_connections,
+                              config_.max_connections_per_uid, config_.access,
                               config_.log_level >= LogLevel::debug};
+    }
+
+    // A socket file's mode and group decide who may connect; an abstract name has neither, so
+    // without an allow list every process in the network namespace gets in.
+    void warn_if_anyone_may_connect() const {
+        if (config_.access.restricts())
+            return;
+        if (const auto name = abstract_socket_name(socket_.fd))
+            UDS_LOG(warning) << "the abstract socket " << *name
+                             << " has no file permissions: any process in this network namespace "
+                                "may connect; restrict it with allow-uid or allow-gid";
     }
 
     static int duplicate(int fd) {
@@ -627,8 +693,8 @@ private:
                 worker->slot_freed();
     }
 
-    void on_refused(std::uint64_t id, const PeerCredentials& peer) {
-        log_refused(id, peer);
+    void on_refused(std::uint64_t id, const PeerCredentials& peer, const char* reason) {
+        log_refused(id, peer, reason);
         if (socket_.connected)
             begin_shutdown("connection refused");
         else
@@ -639,7 +705,7 @@ private:
     // At most refused_log_limit_per_second lines a second; the refusals beyond are counted and
     // reported in one line when their second is over, so a flood cannot fill the log and the
     // operator still sees its size.
-    void log_refused(std::uint64_t id, const PeerCredentials& peer) {
+    void log_refused(std::uint64_t id, const PeerCredentials& peer, const char* reason) {
         ++refused_;
         const auto now = std::chrono::steady_clock::now();
         if (now - refused_window_start_ >= std::chrono::seconds(1) && refused_unlogged_ == 0) {
@@ -647,8 +713,7 @@ private:
             refused_in_window_ = 0;
         }
         if (++refused_in_window_ <= refused_log_limit_per_second) {
-            UDS_LOG(warning) << describe_peer(id, peer)
-                             << " refused: not in allow-uid or allow-gid";
+            UDS_LOG(warning) << describe_peer(id, peer) << " refused: " << reason;
             return;
         }
         if (refused_unlogged_++ == 0) {
@@ -766,6 +831,7 @@ private:
         config_.log_level = next.log_level;
         config_.log_format = next.log_format;
         config_.max_connections = next.max_connections;
+        config_.max_connections_per_uid = next.max_connections_per_uid;
         config_.idle_timeout = next.idle_timeout;
         config_.exit_on_idle = next.exit_on_idle;
         config_.shutdown_timeout = next.shutdown_timeout;
