@@ -67,6 +67,20 @@ std::string parent_directory(const std::string& path) {
     return path.substr(0, slash);
 }
 
+// A directory chosen with --socket is the administrator's choice, so it is used; but whoever may
+// write to it can remove the socket file and put their own in its place, and that is worth a
+// warning. The sticky bit (as on /tmp) lets only a file's owner remove it.
+void warn_if_others_can_replace(const std::string& directory, const struct stat& status) {
+    const uid_t self = ::geteuid();
+    if (status.st_uid != 0 && status.st_uid != self)
+        UDS_LOG(warning) << "directory " << directory << " belongs to uid " << status.st_uid
+                         << ", who can replace the socket in it";
+    else if ((status.st_mode & (S_IWGRP | S_IWOTH)) != 0 && (status.st_mode & S_ISVTX) == 0)
+        UDS_LOG(warning) << "directory " << directory
+                         << " is writable by group or others without the sticky bit: they can "
+                            "replace the socket in it";
+}
+
 // Only the last component is created: a missing grandparent means a misconfigured path, and
 // creating a whole tree with the daemon's privileges would hide that.
 void ensure_parent_directory(const std::string& path, bool private_parent) {
@@ -77,8 +91,8 @@ void ensure_parent_directory(const std::string& path, bool private_parent) {
         throw creation_failure("cannot create directory " + directory, errno);
     if (created)
         UDS_LOG(info) << "created directory " << directory;
-    // Checked even when just created: in a shared directory such as /tmp, someone else may have
-    // made the name first, and mkdir's EEXIST hides whose it is.
+    // Below /tmp anyone may have made the name first (mkdir's EEXIST does not say whose it is):
+    // the private directory is checked whether found or just created, by one code path.
     if (private_parent) {
         check_private_directory(directory, ::geteuid());
         return;
@@ -90,6 +104,7 @@ void ensure_parent_directory(const std::string& path, bool private_parent) {
         throw creation_failure("cannot use directory " + directory, errno);
     if (!S_ISDIR(status.st_mode))
         throw Failure(ExitCode::cannot_create, directory + " is not a directory");
+    warn_if_others_can_replace(directory, status);
 }
 
 // True when a daemon accepts connections at `path`. connect() on a socket file with no listener

@@ -174,6 +174,26 @@ BOOST_AUTO_TEST_CASE(missing_parent_directory_is_created_private) {
     BOOST_TEST(stop_daemon(daemon).exited_with(0));
 }
 
+// Whoever may write to the socket's directory may swap the socket: a shared directory without the
+// sticky bit is used, as configured, with a warning; the daemon's own private one without.
+BOOST_AUTO_TEST_CASE(a_directory_others_may_write_to_is_warned_about) {
+    TempDir dir;
+    const auto shared = dir.file("shared");
+    BOOST_REQUIRE(::mkdir(shared.c_str(), 0700) == 0);
+    BOOST_REQUIRE(::chmod(shared.c_str(), 0777) == 0);
+    const std::string warning = "can replace the socket";
+    Daemon open = start_daemon(dir, DaemonOptions::at(shared + "/s.sock"));
+    BOOST_TEST(open.process.stderr_text().find(warning) != std::string::npos,
+               "stderr: " << open.process.stderr_text());
+    BOOST_TEST(stop_daemon(open).exited_with(0));
+
+    BOOST_REQUIRE(::chmod(shared.c_str(), 01777) == 0); // sticky, like /tmp
+    Daemon sticky = start_daemon(dir, DaemonOptions::at(shared + "/s.sock"));
+    BOOST_TEST(sticky.process.stderr_text().find(warning) == std::string::npos,
+               "stderr: " << sticky.process.stderr_text());
+    BOOST_TEST(stop_daemon(sticky).exited_with(0));
+}
+
 BOOST_AUTO_TEST_CASE(default_socket_mode_is_0660) {
     TempDir dir;
     Daemon daemon = start_daemon(dir);
