@@ -17,6 +17,14 @@ bool AccessPolicy::allows(const PeerCredentials& peer) const {
     return uid_allowed || gid_allowed;
 }
 
+std::string describe_peer(std::uint64_t id, const std::optional<PeerCredentials>& peer) {
+    auto text = "connection " + std::to_string(id);
+    if (peer)
+        text += " (pid " + std::to_string(peer->pid) + ", uid " + std::to_string(peer->uid) +
+                ", gid " + std::to_string(peer->gid) + ")";
+    return text;
+}
+
 std::optional<PeerCredentials> peer_credentials(int fd) {
     struct ucred credentials {};
     socklen_t length = sizeof credentials;

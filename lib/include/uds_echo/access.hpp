@@ -3,7 +3,9 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <optional>
+#include <string>
 #include <vector>
 
 namespace uds_echo {
@@ -23,6 +25,9 @@ struct AccessPolicy {
     bool allows(const PeerCredentials& peer) const;
     bool restricts() const { return !allowed_uids.empty() || !allowed_gids.empty(); }
 };
+
+// "connection ID (pid P, uid U, gid G)" for the log; without credentials just "connection ID".
+std::string describe_peer(std::uint64_t id, const std::optional<PeerCredentials>& peer);
 
 // The credentials the kernel recorded for the peer of a connected AF_UNIX socket at connect()
 // time; nullopt if getsockopt fails.

@@ -1,0 +1,507 @@
+// The worker side of the server: accept loop, sessions, read buffers, idle sweep. Everything here
+// runs on the worker's own thread; the control side reaches it only through Worker's thread-safe
+// members, which post to the worker's io_context.
+#include "worker.hpp"
+
+#include "uds_echo/logging.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/deferred.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/intrusive/list.hpp>
+
+#include <array>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace uds_echo {
+namespace {
+
+// Every session's coroutine frame is the cost of an idle connection: the choices marked "frame"
+// below keep it small, and docs/architecture.md ("Memory per connection") has the figures.
+
+namespace asio = boost::asio;
+// Frame: the io_context's own executor type, smaller than the type-erased default.
+using WorkerExecutor = asio::io_context::executor_type;
+template <typename T>
+using WorkerTask = asio::awaitable<T, WorkerExecutor>;
+
+using WorkerTimer = asio::steady_timer::rebind_executor<WorkerExecutor>::other;
+
+using Socket =
+    asio::local::stream_protocol::socket::rebind_executor<asio::io_context::executor_type>::other;
+using boost::system::error_code;
+
+// Frame: operations awaited in the caller's frame (no frame per operation as with
+// use_awaitable); as_tuple turns the expected errors into values.
+constexpr auto as_tuple_deferred = asio::as_tuple(asio::deferred);
+
+// Frame: the bytes a session reads in its own frame. Shorter messages never touch the buffer
+// pool; longer ones continue in a pooled buffer.
+constexpr std::size_t first_read_size = 96;
+using FirstRead = std::array<char, first_read_size>;
+
+// The read a session awaits between messages: the bytes it brought, or 0 when the connection
+// ended (a successful stream read brings at least one byte). Frame: one number as the result.
+auto read_some_into(Socket& peer, FirstRead& first) {
+    return peer.async_read_some(asio::buffer(first),
+                                asio::deferred([](error_code error, std::size_t received) {
+                                    return asio::deferred.values(error ? 0 : received);
+                                }));
+}
+
+// How long the accept loop rests when the process or the system is out of descriptors (or
+// memory): the listener stays readable meanwhile, so retrying at once would spin at full CPU.
+constexpr auto accept_backoff = std::chrono::milliseconds(100);
+
+// Read buffers lent to sessions only while they move data. An idle session holds none, so the
+// memory of an idle connection is its socket and its coroutine frame, and a busy worker reuses
+// the same few buffers for every message (no allocation per message).
+class BufferPool {
+public:
+    explicit BufferPool(std::size_t buffer_size)
+        : buffer_size_(buffer_size) {}
+
+    class Lease {
+    public:
+        Lease(BufferPool& pool, std::unique_ptr<char[]> buffer)
+            : pool_(pool)
+            , buffer_(std::move(buffer)) {}
+        Lease(const Lease&) = delete;
+        Lease& operator=(const Lease&) = delete;
+        ~Lease() { pool_.give_back(std::move(buffer_)); }
+
+        asio::mutable_buffer whole() { return {buffer_.get(), pool_.buffer_size_}; }
+        asio::const_buffer first(std::size_t size) const { return {buffer_.get(), size}; }
+
+    private:
+        BufferPool& pool_;
+        std::unique_ptr<char[]> buffer_;
+    };
+
+    Lease borrow() {
+        if (free_.empty())
+            return Lease(*this, std::make_unique_for_overwrite<char[]>(buffer_size_));
+        auto buffer = std::move(free_.back());
+        free_.pop_back();
+        return Lease(*this, std::move(buffer));
+    }
+
+private:
+    // Buffers beyond this many go back to the heap: a burst of blocked writers must not pin its
+    // peak memory forever.
+    static constexpr std::size_t max_free_buffers = 8;
+
+    void give_back(std::unique_ptr<char[]> buffer) {
+        if (free_.size() < max_free_buffers)
+            free_.push_back(std::move(buffer));
+    }
+
+    std::size_t buffer_size_;
+    std::vector<std::unique_ptr<char[]>> free_;
+};
+
+// One connection: its socket and what the worker knows of it. Frame: it is the session's
+// parameter, and its hook unlinks it from the worker's list when the frame ends.
+using AutoUnlinkHook =
+    boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
+struct Connection : AutoUnlinkHook {
+    Connection(Socket socket, std::uint64_t now_tick)
+        : socket(std::move(socket))
+        , last_activity_tick(now_tick) {}
+
+    Socket socket;
+    std::uint64_t last_activity_tick;
+};
+
+bool is_resource_exhaustion(const error_code& error) {
+    return error == asio::error::no_descriptors ||
+           error == std::errc::too_many_files_open_in_system ||
+           error == asio::error::no_buffer_space || error == asio::error::no_memory;
+}
+
+} // namespace
+
+class Worker::Impl {
+public:
+    using Acceptor = asio::local::stream_protocol::acceptor::rebind_executor<WorkerExecutor>::other;
+
+    // `listener` is this worker's own descriptor of the listening socket (-1: none); the worker
+    // closes it.
+    Impl(std::size_t buffer_size, WorkerSettings settings, int listener, SharedState& shared,
+         WorkerEvents events)
+        : buffers_(buffer_size)
+        , settings_(std::move(settings))
+        , shared_(shared)
+        , events_(std::move(events))
+        , acceptor_(context_)
+        , resume_accepting_(context_) {
+        if (listener >= 0)
+            acceptor_.assign(asio::local::stream_protocol(), listener);
+    }
+
+    ~Impl() {
+        if (thread_.joinable()) {
+            context_.stop();
+            thread_.join();
+        }
+    }
+    Impl(const Impl&) = delete;
+    Impl& operator=(const Impl&) = delete;
+
+    template <typename Function>
+    void post(Function&& function) {
+        asio::post(context_, std::forward<Function>(function));
+    }
+    std::uint64_t bytes_echoed() const { return bytes_echoed_.load(std::memory_order_relaxed); }
+    std::uint64_t connections_cut() const { return cut_.load(std::memory_order_relaxed); }
+    std::uint64_t heartbeat() const { return heartbeat_.load(std::memory_order_relaxed); }
+
+    void start() {
+        asio::co_spawn(context_, housekeeping(), asio::detached);
+        if (acceptor_.is_open())
+            asio::co_spawn(context_, accept_loop(), [](std::exception_ptr failure) {
+                if (failure)
+                    std::rethrow_exception(failure); // no daemon without its acceptors
+            });
+        thread_ = std::thread([this] { context_.run(); });
+    }
+
+    void join() {
+        if (thread_.joinable())
+            thread_.join();
+    }
+
+    // Called from any thread: a slot was given back, so a paused accept loop may go on.
+    void slot_freed() {
+        if (accept_paused_.load())
+            asio::post(context_, [this] { resume_accepting_.cancel(); });
+    }
+
+    // The following run on the worker's thread (posted by the control thread).
+
+    // Accept=yes: the descriptor is the one client to serve.
+    void serve_connected(int fd) {
+        shared_.slots.try_take(1);
+        admit(Socket(context_, asio::local::stream_protocol(), fd));
+    }
+
+    void apply(WorkerSettings settings) {
+        settings_ = std::move(settings);
+        resume_accepting_.cancel(); // a raised --max-connections frees slots
+    }
+    void set_heartbeat(std::uint64_t beat) { heartbeat_.store(beat, std::memory_order_relaxed); }
+
+    // Stops accepting (connections still in the listen backlog stay there: a listening socket
+    // passed by systemd keeps them for the next start) and finishes when the last session ends.
+    void begin_drain() {
+        draining_ = true;
+        error_code ignored;
+        acceptor_.close(ignored);
+        resume_accepting_.cancel();
+        finish_if_drained();
+    }
+
+    void force_close() {
+        cut_.fetch_add(connections_.size(), std::memory_order_relaxed);
+        for (auto& connection : connections_) {
+            error_code ignored;
+            connection.socket.close(ignored);
+        }
+    }
+
+private:
+    WorkerTask<void> accept_loop() {
+        // Accepted into, then moved into the session: a moved-from socket is as if newly
+        // constructed, so one object serves every accept. Accepting into a socket object (rather
+        // than the overload that returns one) also keeps the accept operation small: the new
+        // session's first read reuses its recycled block and holds it while the connection
+        // idles.
+        Socket socket(context_);
+        while (!draining_) {
+            if (!shared_.slots.try_take(settings_.max_connections)) {
+                co_await wait_for_free_slot();
+                continue;
+            }
+            auto [error] = co_await acceptor_.async_accept(socket, as_tuple_deferred);
+            if (error || draining_)
+                shared_.slots.give_back();
+            if (draining_)
+                co_return; // the acceptor was closed, or the connection arrived too late
+            if (is_resource_exhaustion(error)) {
+                // The pending connection stays in the backlog and the listener stays readable, so
+                // retrying at once would spin at full CPU. Logged once per episode, by whichever
+                // worker meets it first.
+                if (!shared_.out_of_resources.exchange(true))
+                    UDS_LOG(warning) << "cannot accept connections: " << error.message()
+                                     << "; retrying every " << accept_backoff.count() << " ms";
+                WorkerTimer backoff(context_, accept_backoff);
+                co_await backoff.async_wait(as_tuple_deferred);
+                continue;
+            }
+            if (error) {
+                // ECONNABORTED and the like concern one client only.
+                UDS_LOG(debug) << "accept failed: " << error.message();
+                continue;
+            }
+            if (shared_.out_of_resources.exchange(false))
+                UDS_LOG(info) << "accepting connections again";
+            admit(std::move(socket));
+        }
+    }
+
+    // At --max-connections the listener is left alone: new clients wait in the kernel's listen
+    // backlog (nobody is reset) until a session ends and wakes this wait.
+    WorkerTask<void> wait_for_free_slot() {
+        accept_paused_.store(true);
+        // Re-checked after publishing the flag: a session that ended just before saw no flag.
+        if (!shared_.slots.available(settings_.max_connections) && !draining_) {
+            resume_accepting_.expires_at(WorkerTimer::time_point::max());
+            co_await resume_accepting_.async_wait(as_tuple_deferred);
+        }
+        accept_paused_.store(false);
+    }
+
+    // Checks the peer against the allow lists and starts its session. A refused peer is closed
+    // before a byte of it is read.
+    void admit(Socket socket) {
+        const auto id = ++shared_.accepted;
+        std::optional<PeerCredentials> peer;
+        if (settings_.needs_credentials())
+            peer = peer_credentials(socket.native_handle()).value_or(PeerCredentials{});
+        if (settings_.access.restricts() && !settings_.access.allows(*peer)) {
+            shared_.slots.give_back();
+            events_.refused(id, *peer, "not in allow-uid or allow-gid");
+            return;
+        }
+        // The uid whose count this connection holds until its session ends, if any.
+        std::optional<uid_t> counted_uid;
+        if (settings_.max_connections_per_uid > 0 && peer->uid != UidCounts::exempt) {
+            if (!shared_.uid_counts.try_add(peer->uid, settings_.max_connections_per_uid)) {
+                shared_.slots.give_back();
+                events_.refused(id, *peer, "its uid already holds max-connections-per-uid");
+                return;
+            }
+            counted_uid = peer->uid;
+        }
+        UDS_LOG(debug) << describe_peer(id, peer) << " accepted";
+        shared_.open.fetch_add(1);
+        // Frame: the handler lives as long as the session; it keeps the number the debug line
+        // above ties to the peer, and the uid whose count to give back.
+        asio::co_spawn(context_, session(Connection(std::move(socket), tick_)),
+                       [id, counted_uid, this](std::exception_ptr failure) {
+                           // The one place where a session's unexpected failure is reported.
+                           if (failure) {
+                               try {
+                                   std::rethrow_exception(failure);
+                               } catch (const std::exception& error) {
+                                   UDS_LOG(error)
+                                       << "connection " << id << " failed: " << error.what();
+                               }
+                           }
+                           if (counted_uid)
+                               shared_.uid_counts.remove(*counted_uid);
+                           shared_.open.fetch_sub(1);
+                           shared_.slots.give_back();
+                           events_.session_ended();
+                           finish_if_drained();
+                       });
+    }
+
+    // The life of one connection: read what the client sent, write it back, until the client
+    // closes. Between messages it holds no buffer but `first`. Frame: one awaited call per
+    // message (GCC gives each local and each awaited temporary a slot of its own).
+    WorkerTask<void> session(Connection connection) {
+        connections_.push_back(connection);
+        // Writes (and the reads of a burst) are tried directly; only when the kernel says they
+        // would block does the session wait through Asio.
+        connection.socket.non_blocking(true);
+        FirstRead first;
+        for (;;) {
+            // async_read_some lets Asio try the read at once when epoll has reported data, and
+            // costs no epoll_ctl when it must wait: one epoll_wait, one read and one write per
+            // small message, like a hand-written epoll loop.
+            const std::size_t received = co_await read_some_into(connection.socket, first);
+            // End of file: everything received has been echoed, and closing the socket (when
+            // the frame ends) sends the client its end of file. Any other error: reset by the
+            // client, or closed by the idle sweep or a forced stop.
+            if (received == 0)
+                co_return;
+            connection.last_activity_tick = tick_;
+            if (!co_await echo_read(connection.socket, first, received))
+                co_return;
+        }
+    }
+
+    // Echoes what a read put into `first`. A full `first` means more is probably waiting: that
+    // continues in a pooled buffer.
+    WorkerTask<bool> echo_read(Socket& peer, const FirstRead& first, std::size_t received) {
+        const auto data = asio::buffer(first, received);
+        return received == first.size() ? echo_burst(peer, data) : echo(peer, data);
+    }
+
+    // Writes `data` back; false when the client is gone. The first write is tried directly; a
+    // client that reads slower than it writes makes the session wait for room in its socket
+    // buffer, holding `data`: that is the backpressure (docs/protocol.md), and the only memory a
+    // slow client costs.
+    WorkerTask<bool> echo(Socket& peer, asio::const_buffer data) {
+        error_code error;
+        const std::size_t sent = peer.write_some(data, error);
+        if (error && error != asio::error::would_block)
+            co_return false; // EPIPE, ECONNRESET
+        const std::size_t done = error ? 0 : sent;
+        if (done < data.size()) {
+            auto [write_error, ignored] =
+                co_await asio::async_write(peer, data + done, as_tuple_deferred);
+            if (write_error)
+                co_return false;
+        }
+        bytes_echoed_.store(bytes_echoed_.load(std::memory_order_relaxed) + data.size(),
+                            std::memory_order_relaxed);
+        co_return true;
+    }
+
+    // `first` filled up, so more data is probably waiting: borrow a full-size buffer from the
+    // worker's pool and echo until a read comes back short or would block. At end of file the
+    // data read so far is echoed and the next async_read_some reports the end.
+    WorkerTask<bool> echo_burst(Socket& peer, asio::const_buffer first) {
+        auto lease = buffers_.borrow();
+        const auto whole = lease.whole();
+        std::memcpy(whole.data(), first.data(), first.size());
+        std::size_t filled = first.size();
+        for (;;) {
+            error_code error;
+            const std::size_t received = peer.read_some(whole + filled, error);
+            if (error && error != asio::error::would_block && error != asio::error::eof)
+                co_return false;
+            filled += error ? 0 : received;
+            if (!co_await echo(peer, lease.first(filled)))
+                co_return false;
+            if (error || filled < whole.size())
+                co_return true;
+            filled = 0;
+        }
+    }
+
+    // Once a second: advances the clock sessions use for their last activity, and closes the
+    // connections idle for longer than --idle-timeout. One timer per worker instead of one per
+    // connection keeps an idle connection's memory small.
+    WorkerTask<void> housekeeping() {
+        WorkerTimer timer(context_);
+        housekeeping_timer_ = &timer;
+        while (!finished_) {
+            timer.expires_after(std::chrono::seconds(1));
+            co_await timer.async_wait(as_tuple_deferred); // cancelled when the worker finishes
+            ++tick_;
+            close_idle_connections();
+        }
+        housekeeping_timer_ = nullptr;
+    }
+
+    void close_idle_connections() {
+        const auto timeout = static_cast<std::uint64_t>(settings_.idle_timeout.count());
+        if (timeout == 0)
+            return;
+        for (auto& connection : connections_) {
+            if (tick_ - connection.last_activity_tick > timeout) {
+                error_code ignored;
+                connection.socket.close(ignored);
+            }
+        }
+    }
+
+    void finish_if_drained() {
+        if (!draining_ || !connections_.empty() || finished_)
+            return;
+        finished_ = true;
+        if (housekeeping_timer_ != nullptr)
+            housekeeping_timer_->cancel();
+        events_.drained();
+    }
+
+    BufferPool buffers_;
+    WorkerSettings settings_;
+    SharedState& shared_;
+    WorkerEvents events_;
+    // Not constant-time size: auto-unlinking members cannot update a count.
+    boost::intrusive::list<Connection, boost::intrusive::constant_time_size<false>> connections_;
+    WorkerTimer* housekeeping_timer_ = nullptr;
+    std::uint64_t tick_ = 0;
+    bool draining_ = false;
+    bool finished_ = false;
+    std::atomic<std::uint64_t> bytes_echoed_{0};
+    std::atomic<std::uint64_t> cut_{0};
+    std::atomic<std::uint64_t> heartbeat_{0};
+    std::atomic<bool> accept_paused_{false};
+    // Declared after everything a session's frame touches: destroying the context destroys any
+    // frame still suspended in it, whose cleanup uses the members above.
+    asio::io_context context_{1};
+    // I/O objects must go before their context.
+    Acceptor acceptor_;
+    WorkerTimer resume_accepting_;
+    std::thread thread_;
+};
+
+Worker::Worker(std::size_t buffer_size, WorkerSettings settings, int listener, SharedState& shared,
+               WorkerEvents events)
+    : impl_(std::make_unique<Impl>(buffer_size, std::move(settings), listener, shared,
+                                   std::move(events))) {}
+
+Worker::~Worker() = default;
+
+void Worker::start() {
+    impl_->start();
+}
+
+void Worker::join() {
+    impl_->join();
+}
+
+void Worker::serve_connected(int fd) {
+    impl_->post([this, fd] { impl_->serve_connected(fd); });
+}
+
+void Worker::apply(WorkerSettings settings) {
+    impl_->post(
+        [this, settings = std::move(settings)]() mutable { impl_->apply(std::move(settings)); });
+}
+
+void Worker::slot_freed() {
+    impl_->slot_freed();
+}
+
+void Worker::begin_drain() {
+    impl_->post([this] { impl_->begin_drain(); });
+}
+
+void Worker::force_close() {
+    impl_->post([this] { impl_->force_close(); });
+}
+
+void Worker::post_heartbeat(std::uint64_t beat) {
+    impl_->post([this, beat] { impl_->set_heartbeat(beat); });
+}
+
+std::uint64_t Worker::bytes_echoed() const {
+    return impl_->bytes_echoed();
+}
+
+std::uint64_t Worker::connections_cut() const {
+    return impl_->connections_cut();
+}
+
+std::uint64_t Worker::heartbeat() const {
+    return impl_->heartbeat();
+}
+
+} // namespace uds_echo
