@@ -45,7 +45,23 @@ set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)
 
 # Debian policy: /usr/share/doc/PACKAGE/copyright and a compressed changelog.
 set(uds_echo_doc_dir ${CMAKE_INSTALL_DATADIR}/doc/uds-echo)
-install(FILES ${CMAKE_CURRENT_LIST_DIR}/debian/copyright DESTINATION ${uds_echo_doc_dir})
+set(debian_dir ${CMAKE_BINARY_DIR}/debian)
+
+# copyright, in Debian's machine-readable format, from LICENSE: the holder from its "Copyright (c)"
+# line, the licence text below that line with each line indented by one blank (" ." for an empty
+# line).
+file(READ ${PROJECT_SOURCE_DIR}/LICENSE license)
+if(NOT license MATCHES "\nCopyright \\(c\\) ([^\n]+)\n\n(.+)$")
+  message(FATAL_ERROR "LICENSE: no \"Copyright (c) ...\" line followed by the licence text")
+endif()
+set(UDS_ECHO_COPYRIGHT "${CMAKE_MATCH_1}")
+string(STRIP "${CMAKE_MATCH_2}" license)
+string(REPLACE "\n" "\n " license " ${license}")
+string(REPLACE "\n \n" "\n .\n" UDS_ECHO_LICENSE_TEXT "${license}")
+configure_file(${CMAKE_CURRENT_LIST_DIR}/debian/copyright.in ${debian_dir}/copyright @ONLY)
+set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/LICENSE)
+install(FILES ${debian_dir}/copyright DESTINATION ${uds_echo_doc_dir})
+
 install(FILES ${CMAKE_CURRENT_LIST_DIR}/debian/lintian-overrides
         DESTINATION ${CMAKE_INSTALL_DATADIR}/lintian/overrides RENAME uds-echo)
 configure_file(${CMAKE_CURRENT_LIST_DIR}/debian/changelog.in ${CMAKE_BINARY_DIR}/changelog.Debian @ONLY)
