@@ -43,20 +43,45 @@ set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
     ${CMAKE_CURRENT_LIST_DIR}/debian/postrm)
 set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)
 
-# Debian policy: /usr/share/doc/PACKAGE/copyright and a compressed changelog.
+# Debian policy: /usr/share/doc/PACKAGE/copyright and a compressed changelog, both made in
+# ${CMAKE_BINARY_DIR}/debian/.
 set(uds_echo_doc_dir ${CMAKE_INSTALL_DATADIR}/doc/uds-echo)
-install(FILES ${CMAKE_CURRENT_LIST_DIR}/debian/copyright DESTINATION ${uds_echo_doc_dir})
+set(debian_dir ${CMAKE_BINARY_DIR}/debian)
+
+# copyright, in Debian's machine-readable format, from LICENSE: the holder from its "Copyright (c)"
+# line, the licence text below that line with each line indented by one blank (" ." for an empty
+# line).
+file(READ ${PROJECT_SOURCE_DIR}/LICENSE license)
+if(NOT license MATCHES "\nCopyright \\(c\\) ([^\n]+)\n\n(.+)$")
+  message(FATAL_ERROR "LICENSE: no \"Copyright (c) ...\" line followed by the licence text")
+endif()
+set(UDS_ECHO_COPYRIGHT "${CMAKE_MATCH_1}")
+string(STRIP "${CMAKE_MATCH_2}" license)
+string(REPLACE "\n" "\n " license " ${license}")
+string(REPLACE "\n \n" "\n .\n" UDS_ECHO_LICENSE_TEXT "${license}")
+configure_file(${CMAKE_CURRENT_LIST_DIR}/debian/copyright.in ${debian_dir}/copyright @ONLY)
+set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/LICENSE)
+install(FILES ${debian_dir}/copyright DESTINATION ${uds_echo_doc_dir})
+
 install(FILES ${CMAKE_CURRENT_LIST_DIR}/debian/lintian-overrides
         DESTINATION ${CMAKE_INSTALL_DATADIR}/lintian/overrides RENAME uds-echo)
-configure_file(${CMAKE_CURRENT_LIST_DIR}/debian/changelog.in ${CMAKE_BINARY_DIR}/changelog.Debian @ONLY)
+
+# changelog.Debian: the release's version and date (UDS_ECHO_DATE_RFC2822).
+configure_file(${CMAKE_CURRENT_LIST_DIR}/debian/changelog.in ${debian_dir}/changelog.Debian @ONLY)
 find_program(UDS_ECHO_GZIP gzip)
 if(UDS_ECHO_GZIP)
-  add_custom_command(OUTPUT ${CMAKE_BINARY_DIR}/changelog.Debian.gz
-    COMMAND ${UDS_ECHO_GZIP} -9n -c ${CMAKE_BINARY_DIR}/changelog.Debian
-            > ${CMAKE_BINARY_DIR}/changelog.Debian.gz
-    DEPENDS ${CMAKE_BINARY_DIR}/changelog.Debian VERBATIM)
-  add_custom_target(debian-changelog ALL DEPENDS ${CMAKE_BINARY_DIR}/changelog.Debian.gz)
-  install(FILES ${CMAKE_BINARY_DIR}/changelog.Debian.gz DESTINATION ${uds_echo_doc_dir})
+  add_custom_command(OUTPUT ${debian_dir}/changelog.Debian.gz
+    COMMAND ${UDS_ECHO_GZIP} -9n -c ${debian_dir}/changelog.Debian > ${debian_dir}/changelog.Debian.gz
+    DEPENDS ${debian_dir}/changelog.Debian VERBATIM)
+  add_custom_target(debian-changelog ALL DEPENDS ${debian_dir}/changelog.Debian.gz)
+  install(FILES ${debian_dir}/changelog.Debian.gz DESTINATION ${uds_echo_doc_dir})
 endif()
+
+# Every file in the .deb, and its ar and tar headers, carry the date of the release (or the
+# SOURCE_DATE_EPOCH this tree was configured with), whatever the environment cpack runs in: cpack
+# reads this file before it packs, and dates the archive from SOURCE_DATE_EPOCH.
+file(CONFIGURE OUTPUT ${CMAKE_BINARY_DIR}/CPackProjectConfig.cmake
+     CONTENT "set(ENV{SOURCE_DATE_EPOCH} ${UDS_ECHO_SOURCE_DATE_EPOCH})\n" @ONLY)
+set(CPACK_PROJECT_CONFIG_FILE ${CMAKE_BINARY_DIR}/CPackProjectConfig.cmake)
 
 include(CPack)

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds the uds-echo .deb and checks it: lintian without errors, the files, the conffiles, the
-# dependencies and the maintainer scripts. Needs dpkg-dev (dpkg-shlibdeps) and lintian.
+# dependencies, the maintainer scripts, the copyright file, and one date (the release's, or
+# SOURCE_DATE_EPOCH) on the changelog, the man pages and every file. Needs dpkg-dev
+# (dpkg-shlibdeps, dpkg-parsechangelog) and lintian.
 #
 #   tests/package/check-deb.sh [BUILD_DIR]        default BUILD_DIR: build/deb
 #
@@ -21,7 +23,7 @@ done
 
 if [[ ! -f $build_dir/CMakeCache.txt ]]; then
   cmake -S "$source_dir" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DCMAKE_INSTALL_PREFIX=/usr -DUDS_ECHO_BUILD_TESTS=OFF >/dev/null
+    -DCMAKE_INSTALL_PREFIX=/usr -DUDS_ECHO_BUILD_TESTS=OFF -DUDS_ECHO_PERF=OFF >/dev/null
 fi
 prefix=$(sed -n 's/^CMAKE_INSTALL_PREFIX:PATH=//p' "$build_dir/CMakeCache.txt")
 [[ $prefix == /usr ]] || fail "$build_dir has CMAKE_INSTALL_PREFIX=$prefix; a package needs /usr"
@@ -67,6 +69,39 @@ dpkg-deb -x "$deb" "$scratch/root"
 grep -qx 'ExecStart=/usr/sbin/uds-echod' "$scratch/root/lib/systemd/system/uds-echo.service" ||
   fail "uds-echo.service does not start /usr/sbin/uds-echod"
 "$scratch/root/usr/sbin/uds-echod" --version >/dev/null || fail "the packaged daemon does not run"
+
+# The licence: LICENSE's holder and the MIT licence, in Debian's machine-readable format.
+copyright=$scratch/root/usr/share/doc/uds-echo/copyright
+holder=$(sed -n 's/^Copyright (c) //p' "$source_dir/LICENSE")
+grep -qx 'Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/' "$copyright" ||
+  fail "copyright is not in Debian's machine-readable format"
+grep -qx "Copyright: $holder" "$copyright" || fail "copyright does not name $holder"
+[[ $(grep -cx 'License: MIT' "$copyright") -eq 2 ]] || fail "copyright: no MIT licence paragraph"
+grep -qx ' THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR' "$copyright" ||
+  fail "copyright lacks the licence text"
+
+# One date for the changelog, the man pages and every file: SOURCE_DATE_EPOCH when it is set (it
+# must be the same when the build directory was configured), else the release date of the top
+# CMakeLists.txt.
+release_date=$(sed -n 's/^set(UDS_ECHO_RELEASE_DATE \([0-9-]*\))$/\1/p' "$source_dir/CMakeLists.txt")
+[[ -n $release_date ]] || fail "no UDS_ECHO_RELEASE_DATE in CMakeLists.txt"
+epoch=${SOURCE_DATE_EPOCH:-$(date -u -d "$release_date" +%s)}
+version=$(dpkg-deb -f "$deb" Version)
+zcat "$scratch/root/usr/share/doc/uds-echo/changelog.Debian.gz" >"$scratch/changelog"
+[[ $(dpkg-parsechangelog -l "$scratch/changelog" -S Version) == "$version" ]] ||
+  fail "the changelog's version is not the package's ($version)"
+changelog_epoch=$(dpkg-parsechangelog -l "$scratch/changelog" -S Timestamp)
+[[ $changelog_epoch == "$epoch" ]] ||
+  fail "the changelog is dated $(date -u -d "@$changelog_epoch"), not $(date -u -d "@$epoch")" \
+    "(was $build_dir configured with another SOURCE_DATE_EPOCH?)"
+for page in "$scratch"/root/usr/share/man/man*/*.gz; do
+  title=$(zcat "$page" | grep -m1 '^\.TH ')
+  grep -qF "\"$(date -u -d "@$epoch" +%F)\" \"uds-echo ${version%-*}\"" <<<"$title" ||
+    fail "${page##*/}: $title: not dated $(date -u -d "@$epoch" +%F), version ${version%-*}"
+done
+stamps=$(dpkg-deb --fsys-tarfile "$deb" | TZ=UTC tar -tv --full-time | awk '{print $4 "T" $5}' | sort -u)
+[[ $stamps == "$(date -u -d "@$epoch" +%FT%T)" ]] ||
+  fail "the files are not all dated $(date -u -d "@$epoch" +%FT%T): $(tr '\n' ' ' <<<"$stamps")"
 
 # Control data: conffiles, dependencies, maintainer scripts.
 dpkg-deb -e "$deb" "$scratch/control"

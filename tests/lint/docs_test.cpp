@@ -9,7 +9,6 @@
 #include "process.hpp"
 
 #include <filesystem>
-#include <fstream>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -27,15 +26,6 @@ fs::path source_dir() {
         throw std::runtime_error("__FILE__ is not absolute (" + here.string() +
                                  "); cannot find the documents");
     return here.parent_path().parent_path().parent_path();
-}
-
-std::string read_file(const fs::path& path) {
-    std::ifstream in(path);
-    if (!in)
-        throw std::runtime_error("cannot read " + path.string());
-    std::ostringstream text;
-    text << in.rdbuf();
-    return text.str();
 }
 
 // Man page source as plain text, enough to find option names: roff writes a hyphen as `\-`, and

@@ -1,6 +1,6 @@
-// Lints the configured unit files (the build tree's systemd/ folder, from $UDS_ECHO_UNIT_DIR) the
-// way SPEC §6 promises: `systemd-analyze verify` prints nothing for any of them, and
-// `systemd-analyze security --offline=true` rates both services at most 1.0.
+// Lints the configured unit files (the build tree's systemd/ folder, from $UDS_ECHO_UNIT_DIR):
+// `systemd-analyze verify` prints nothing for any of them, and `systemd-analyze security
+// --offline=true` rates both services at most 1.0 (docs/testing.md, "Lints").
 //
 // verify exits 0 even for unknown keys or bad values, so the check is "no output at all". It also
 // resolves every Exec*= command and the whole default dependency tree, which would make the
@@ -53,15 +53,6 @@ std::string unit_dir() {
         throw std::runtime_error("UDS_ECHO_UNIT_DIR is not set (CTest sets it to the build "
                                  "tree's systemd/ folder)");
     return dir;
-}
-
-std::string read_file(const fs::path& path) {
-    std::ifstream in(path);
-    if (!in)
-        throw std::runtime_error("cannot read " + path.string());
-    std::ostringstream content;
-    content << in.rdbuf();
-    return content.str();
 }
 
 // The command paths of every Exec*= line: the first word after systemd's prefix characters
