@@ -1,4 +1,4 @@
-// Peer credentials and the allow lists (SPEC §4 --allow-uid/--allow-gid).
+// Peer credentials and the allow lists (--allow-uid/--allow-gid).
 #include "uds_echo/access.hpp"
 
 #include <sys/socket.h>

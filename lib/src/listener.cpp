@@ -23,7 +23,7 @@ std::string system_error_text(int error) {
     return std::strerror(error);
 }
 
-// Maps errno from creating or binding the socket to SPEC §4's exit codes.
+// Maps errno from creating or binding the socket to the exit codes of docs/protocol.md.
 Failure creation_failure(const std::string& what, int error) {
     const auto code = (error == EACCES || error == EPERM) ? ExitCode::no_permission
                       : (error == ENOENT || error == ENOTDIR || error == EADDRINUSE ||

@@ -1,4 +1,4 @@
-// Socket path resolution (SPEC §3).
+// Socket path resolution (docs/protocol.md, "Where the socket is").
 #include "uds_echo/paths.hpp"
 
 #include <fcntl.h>

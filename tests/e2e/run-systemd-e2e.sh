@@ -9,7 +9,7 @@
 # socket's group and the Accept=yes pair, from the host through a socket directory shared with
 # the container. Prints PASS/FAIL per check and exits non-zero if any check failed.
 #
-# The host's PID 1 need not be systemd (see shared notes/systemd-facts.md for why each nspawn
+# The host's PID 1 need not be systemd (docs/testing.md says why each nspawn
 # option is there). The root file system is built once with debootstrap and cached as a tarball in
 # $UDS_ECHO_E2E_CACHE (default ${XDG_CACHE_HOME:-$HOME/.cache}/uds-echo-e2e); every run extracts a
 # fresh copy, and everything a run creates (work directory, mounts, cgroups, the container) is
@@ -377,7 +377,7 @@ check_socket_starts_alone() {
     service_is uds-echo.service inactive ||
         { echo "service: $(service_state uds-echo.service), expected inactive"; return 1; }
     [[ -S $sock ]] || { echo "no socket at $sock"; ls -la "$host_run"; return 1; }
-    # SPEC §6: root-owned, group uds-echo, mode 0660.
+    # docs/operations.md: root-owned, group uds-echo, mode 0660.
     local owner
     owner=$(inside stat -c '%U:%G %a' /run/uds-echo/uds-echo.sock)
     [[ $owner = "root:uds-echo 660" ]] || { echo "socket owner and mode: $owner"; return 1; }

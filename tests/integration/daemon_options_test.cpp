@@ -1,4 +1,4 @@
-// uds-echod's command line and config file (SPEC §4): bad input is refused with one line and the
+// uds-echod's command line and config file (docs/configuration.md): bad input is refused with one line and the
 // right exit code before anything starts; good input is applied with the documented precedence.
 #define BOOST_TEST_MODULE integration_daemon_options
 #include <boost/test/unit_test.hpp>
@@ -190,7 +190,7 @@ BOOST_AUTO_TEST_CASE(version_and_help_print_to_stdout) {
     BOOST_TEST(!path_exists(dir.file("s.sock")));
 }
 
-// ---- precedence (SPEC §3, §4) ----
+// ---- precedence (docs/protocol.md, "Where the socket is") ----
 
 BOOST_AUTO_TEST_CASE(command_line_wins_over_the_file) {
     TempDir dir;

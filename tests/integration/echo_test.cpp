@@ -1,4 +1,4 @@
-// The echo protocol (SPEC §2) against a real uds-echod over real sockets.
+// The echo protocol (docs/protocol.md) against a real uds-echod over real sockets.
 #define BOOST_TEST_MODULE integration_echo
 #include <boost/test/unit_test.hpp>
 

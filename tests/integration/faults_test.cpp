@@ -1,4 +1,4 @@
-// uds-echod under faults (issue 6): clients that vanish while the daemon shuts down, SIGTERM under
+// uds-echod under faults: clients that vanish while the daemon shuts down, SIGTERM under
 // full load with every byte accounted for, and a second SIGTERM that forces the close.
 #define BOOST_TEST_MODULE integration_faults
 #include <boost/test/unit_test.hpp>

@@ -1,4 +1,4 @@
-// uds-echod limits (SPEC §4, issue 6): --max-connections keeps extra clients waiting in the
+// uds-echod limits (uds-echod(8)): --max-connections keeps extra clients waiting in the
 // backlog, --idle-timeout closes only idle connections, descriptor exhaustion is survived without a
 // busy loop, and memory stays bounded per connection and returns after many connections.
 #define BOOST_TEST_MODULE integration_limits

@@ -1,4 +1,4 @@
-// How uds-echod creates, protects and removes its socket file (SPEC §3).
+// How uds-echod creates, protects and removes its socket file (uds-echod(8), SOCKET FILE).
 #define BOOST_TEST_MODULE integration_socket_file
 #include <boost/test/unit_test.hpp>
 

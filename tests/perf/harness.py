@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The performance benchmark of uds-echo (issue 5). Started by tests/perf/run.sh.
+"""The performance benchmark of uds-echo (targets: docs/performance.md). Started by tests/perf/run.sh.
 
 For every scenario and every server: start the server on a fresh socket pinned to one CPU,
 drive it with `uds-echo bench` pinned to the other CPU, stop it. Every scenario runs --runs times,
@@ -420,7 +420,7 @@ def table(results, scenarios, servers, runs):
 
 
 def targets(results, scenarios):
-    """Issue 5's targets for uds-echod, each with the figures behind it and PASS/FAIL."""
+    """The targets of docs/performance.md for uds-echod, each with the figures behind it and PASS/FAIL."""
     def med(key, server, metric):
         values = results.get((key, server, metric))
         return statistics.median(values) if values else None
@@ -585,7 +585,7 @@ def main():
     ]
     goals = targets(results, scenarios)
     if goals:
-        report += ["", "uds-echod against the targets of issue 5 (medians):", ""] + goals
+        report += ["", "uds-echod against its targets (medians):", ""] + goals
     if failures:
         report += ["", "Failed runs:", ""] + [f"- {f}" for f in failures]
     text = "\n".join(report)

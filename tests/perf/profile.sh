@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Profiles of uds-echod for docs/performance.md (issue 5):
+# Profiles of uds-echod for docs/performance.md:
 #
 #   tests/perf/profile.sh [BUILD_DIR]        (default build/release, built by run.sh)
 #

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The performance benchmark of uds-echo (issue 5, SPEC §7). One command:
+# The performance benchmark of uds-echo (targets in docs/performance.md). One command:
 #
 #   tests/perf/run.sh [--quick] [--write-doc] [harness options...] [BUILD_DIR]
 #

@@ -1,4 +1,4 @@
-// Peer credentials and the allow lists (SPEC §4 --allow-uid/--allow-gid).
+// Peer credentials and the allow lists (--allow-uid/--allow-gid, uds-echod(8)).
 #define BOOST_TEST_MODULE access
 #include <boost/test/unit_test.hpp>
 

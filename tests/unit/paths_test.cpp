@@ -1,4 +1,4 @@
-// Socket path resolution (SPEC §3): precedence, defaults, limits, abstract names, private
+// Socket path resolution (docs/protocol.md, "Where the socket is"): precedence, defaults, limits, abstract names, private
 // directories.
 #define BOOST_TEST_MODULE paths
 #include <boost/test/unit_test.hpp>

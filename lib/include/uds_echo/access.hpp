@@ -1,4 +1,4 @@
-// Who may connect (SPEC §4 --allow-uid/--allow-gid), decided from the peer's SO_PEERCRED.
+// Who may connect (--allow-uid/--allow-gid), decided from the peer's SO_PEERCRED.
 #pragma once
 
 #include <sys/types.h>

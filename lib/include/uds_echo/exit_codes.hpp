@@ -1,4 +1,4 @@
-// Exit codes shared by uds-echod and uds-echo (sysexits.h values, see SPEC §4 and §5).
+// Exit codes shared by uds-echod and uds-echo (sysexits.h values, see docs/protocol.md).
 #pragma once
 
 #include <stdexcept>

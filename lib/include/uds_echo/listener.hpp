@@ -1,4 +1,4 @@
-// The daemon's listening socket (SPEC §3): safe creation of a socket file, and its removal on a
+// The daemon's listening socket (uds-echod(8), SOCKET FILE): safe creation of a socket file, and its removal on a
 // clean exit only while it is still the file this process created.
 #pragma once
 

@@ -1,4 +1,4 @@
-// Logging through Boost.Log (SPEC §4 --log-level, --log-format).
+// Logging through Boost.Log (--log-level, --log-format).
 #pragma once
 
 #include <boost/log/sources/global_logger_storage.hpp>

@@ -1,4 +1,4 @@
-// Socket path resolution (SPEC §3), shared by daemon and client.
+// Socket path resolution (docs/protocol.md), shared by daemon and client.
 #pragma once
 
 #include "uds_echo/exit_codes.hpp"
@@ -20,7 +20,7 @@ constexpr const char* system_socket_path = "/run/uds-echo/uds-echo.sock";
 constexpr const char* system_config_path = "/etc/uds-echo/uds-echo.conf";
 constexpr const char* socket_env_variable = "UDS_ECHO_SOCKET";
 
-// What the process knows about where the socket could be, in SPEC §3 priority order.
+// What the process knows about where the socket could be, in priority order.
 struct PathSources {
     std::optional<std::string> command_line; // --socket
     std::optional<std::string> environment;  // $UDS_ECHO_SOCKET (empty counts as unset)
