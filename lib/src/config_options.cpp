@@ -299,18 +299,14 @@ constexpr std::array options_table{
     Option{.name = "help", .short_name = 'h', .help = "print this help and exit"},
 };
 
-// A setting (an option SIGHUP knows) can be written in the config file, and has all four
-// functions; an action has no value to print, compare or copy.
-constexpr bool is_complete(const Option& option) {
-    const Field& field = option.field;
-    if (option.change == Change::never)
-        return field.print == nullptr && field.differs == nullptr && field.copy == nullptr;
-    return option.in_file && field.parse != nullptr && field.print != nullptr &&
-           field.differs != nullptr && field.copy != nullptr;
+// What can be written in the config file is exactly what SIGHUP applies or reports: the settings,
+// each with a field made by one of the builders above. The rest are actions.
+constexpr bool is_setting_iff_in_file(const Option& option) {
+    return option.in_file == (option.change != Change::never);
 }
 
-static_assert(std::all_of(options_table.begin(), options_table.end(), is_complete),
-              "every setting needs a field that parses, prints, compares and copies it");
+static_assert(std::all_of(options_table.begin(), options_table.end(), is_setting_iff_in_file),
+              "an option in the config file must say whether SIGHUP applies it, and only then");
 
 // `name = value`, or `name =` for an empty value, without trailing blanks.
 std::string config_line(const char* name, const std::string& value) {
