@@ -1,17 +1,22 @@
-// The daemon's configuration (SPEC §4): command line, config file, precedence, validation, exit
-// codes and messages, describe() and the SIGHUP diffs.
+// The daemon's configuration (docs/configuration.md): command line, config file, precedence,
+// validation, exit codes and messages, describe(), the SIGHUP differences and what a reload takes
+// over, and the option value parsers.
 #define BOOST_TEST_MODULE config
 #include <boost/test/unit_test.hpp>
 
 #include "uds_echo/config.hpp"
+#include "uds_echo/config_values.hpp"
 #include "uds_echo/paths.hpp"
 
 #include <sched.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
+#include <string_view>
 
 using namespace uds_echo;
 using Args = std::vector<std::string>;
@@ -86,6 +91,17 @@ Refusal refusal(const Args& args, const std::string& default_file = no_default_f
     return {};
 }
 
+// How the client's reading of `file` fails.
+Refusal client_refusal(const std::string& file) {
+    try {
+        read_socket_from_config_file(file);
+    } catch (const Failure& failure) {
+        return {failure.code(), failure.what()};
+    }
+    BOOST_FAIL("the file was accepted");
+    return {};
+}
+
 bool contains(const std::string& text, const std::string& part) {
     return text.find(part) != std::string::npos;
 }
@@ -114,6 +130,34 @@ void check_file_error(const std::string& file_text, const std::string& expected_
 std::string settings_of(const DaemonConfig& config) {
     const auto text = config.describe();
     return text.substr(text.find('\n') + 1);
+}
+
+// The option names in describe()'s output.
+std::vector<std::string> described_names(const DaemonConfig& config) {
+    std::vector<std::string> names;
+    std::istringstream lines(settings_of(config));
+    for (std::string line; std::getline(lines, line);)
+        names.push_back(line.substr(0, line.find(' ')));
+    return names;
+}
+
+// Every file option with a value other than its default, in the --name=value form.
+Args every_option_changed() {
+    Args args{"--socket=/tmp/other.sock",
+              "--socket-mode=0600",
+              "--socket-group=0",
+              "--max-connections=5",
+              "--max-connections-per-uid=4",
+              "--idle-timeout=1",
+              "--exit-on-idle=2",
+              "--shutdown-timeout=3",
+              "--buffer-size=1024",
+              "--allow-uid=0,1",
+              "--allow-gid=0",
+              "--log-level=error",
+              "--log-format=json"};
+    args.push_back("--threads=" + std::to_string(available_cpus() + 1));
+    return args;
 }
 
 } // namespace
@@ -451,6 +495,30 @@ BOOST_AUTO_TEST_CASE(command_line_errors_come_before_the_file_is_read) {
     BOOST_TEST(contains(information({"-c", file, "--help"}), "Usage:"));
 }
 
+BOOST_AUTO_TEST_CASE(a_comment_glued_to_a_value_is_refused_not_cut) {
+    check_file_error("# x\nsocket = /tmp/a#b\n",
+                     "2: socket: \"/tmp/a#b\" would be cut to \"/tmp/a\" by a comment");
+    check_file_error("threads = 4#four threads\n", "1: threads: \"4#four\" would be cut to \"4\"");
+    check_file_error("allow-uid = 0,1#admins # and a comment\n",
+                     "1: allow-uid: \"0,1#admins\" would be cut to \"0,1\"");
+    check_file_error("idle-timeout =#never\n", "1: idle-timeout: \"\" is not a number");
+}
+
+BOOST_AUTO_TEST_CASE(a_comment_after_a_blank_ends_the_value) {
+    TempDir temp;
+    const auto file = temp.write("c.conf", "#threads = 9\nthreads = 4 #four\nsocket =\t# unset\n"
+                                           "max-connections = 7\t#seven\n");
+    const auto config = parse({"-c", file});
+    BOOST_TEST(config.threads == 4u);
+    BOOST_TEST(config.max_connections == 7u);
+    BOOST_TEST(config.socket_path == default_socket_path(current_user()));
+}
+
+// The file is read line by line: the first bad line is the one reported, whatever is wrong there.
+BOOST_AUTO_TEST_CASE(errors_name_the_first_bad_line) {
+    check_file_error("threads-x = 1\njust words\n", "1: threads-x: unknown option");
+}
+
 BOOST_AUTO_TEST_CASE(shipped_config_file_parses_to_the_defaults) {
     BOOST_REQUIRE_MESSAGE(std::filesystem::exists(shipped_config_file), shipped_config_file);
     const auto shipped = parse({"--config", shipped_config_file});
@@ -538,13 +606,47 @@ BOOST_AUTO_TEST_CASE(restart_and_runtime_differences) {
                "--max-connections", "5", "--max-connections-per-uid", "4", "--idle-timeout", "1",
                "--exit-on-idle", "2", "--shutdown-timeout", "3", "--allow-uid", "0",
                "--allow-gid", "0"});
-    const std::vector<std::string> runtime_names{
-        "log-level",    "log-format",   "max-connections",  "max-connections-per-uid",
-        "idle-timeout", "exit-on-idle", "shutdown-timeout", "allow-uid",
-        "allow-gid"};
+    // In --help order, like every list of options the daemon prints.
+    const std::vector<std::string> runtime_names{"max-connections",  "max-connections-per-uid",
+                                                 "idle-timeout",     "exit-on-idle",
+                                                 "shutdown-timeout", "allow-uid",
+                                                 "allow-gid",        "log-level",
+                                                 "log-format"};
     BOOST_TEST(options_changed_at_runtime(before, runtime) == runtime_names,
                boost::test_tools::per_element());
     BOOST_TEST(options_needing_restart(before, runtime).empty());
+}
+
+BOOST_AUTO_TEST_CASE(every_file_option_either_reloads_or_needs_a_restart) {
+    const auto before = parse({});
+    const auto after = parse(every_option_changed());
+    auto changed = options_needing_restart(before, after);
+    const auto runtime = options_changed_at_runtime(before, after);
+    changed.insert(changed.end(), runtime.begin(), runtime.end());
+    std::sort(changed.begin(), changed.end());
+    auto described = described_names(after);
+    std::sort(described.begin(), described.end());
+    BOOST_TEST(changed == described, boost::test_tools::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(a_reload_takes_over_exactly_the_runtime_options) {
+    auto running = parse({});
+    auto arguments = every_option_changed();
+    arguments.push_back("--check-config");
+    const auto reloaded = parse(arguments);
+    const auto restart_names = options_needing_restart(running, reloaded);
+    take_runtime_options(running, reloaded);
+    BOOST_TEST(options_changed_at_runtime(running, reloaded).empty());
+    BOOST_TEST(options_needing_restart(running, reloaded) == restart_names,
+               boost::test_tools::per_element());
+    BOOST_TEST(settings_of(running) != settings_of(reloaded));
+    BOOST_TEST(running.socket_path == default_socket_path(current_user()));
+    BOOST_TEST(running.threads == available_cpus());
+    BOOST_TEST(running.max_connections_per_uid == 4u);
+    BOOST_TEST(running.access.allowed_uids == (std::vector<uid_t>{0, 1}),
+               boost::test_tools::per_element());
+    BOOST_TEST(running.log_format == LogFormat::json);
+    BOOST_TEST(!running.check_config);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
@@ -564,13 +666,53 @@ BOOST_AUTO_TEST_CASE(socket_line_is_read_and_everything_else_ignored) {
 BOOST_AUTO_TEST_CASE(unparsable_file_is_a_config_error) {
     TempDir temp;
     const auto file = temp.write("c.conf", "socket = /tmp/s\nnonsense\n");
+    const auto result = client_refusal(file);
+    BOOST_TEST(result.code == ExitCode::config);
+    BOOST_TEST(contains(result.message, file + ":2:"), result.message);
+    // A socket path cut by a comment, like the daemon's.
+    const auto cut = temp.write("cut.conf", "threads = 1\nsocket = /tmp/a#b\n");
+    BOOST_TEST(contains(client_refusal(cut).message, cut + ":2: socket: \"/tmp/a#b\""));
+}
+
+BOOST_AUTO_TEST_CASE(comments_on_other_lines_are_not_the_clients_business) {
+    TempDir temp;
+    const auto file = temp.write("c.conf", "threads = 1#x\nsocket = /tmp/s # mine\n");
+    BOOST_TEST(read_socket_from_config_file(file).value_or("") == "/tmp/s");
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(values)
+
+// The problem a parser reports for `text`, or "accepted".
+template <typename Parse>
+std::string problem_with(Parse parse, std::string_view text) {
     try {
-        read_socket_from_config_file(file);
-        BOOST_FAIL("accepted");
-    } catch (const Failure& failure) {
-        BOOST_TEST(failure.code() == ExitCode::config);
-        BOOST_TEST(contains(failure.what(), file + ":2:"), failure.what());
+        parse(text);
+    } catch (const InvalidValue& invalid) {
+        return invalid.what();
     }
+    return "accepted";
+}
+
+// The messages name no option: whoever reads the value puts its name or place in front.
+BOOST_AUTO_TEST_CASE(parsers_explain_without_naming_the_option) {
+    const auto percent = [](std::string_view text) { return parse_number(text, {1, 100}); };
+    BOOST_TEST(percent("42") == 42u);
+    BOOST_TEST(problem_with(percent, "0") == "\"0\" is out of range (expected 1 to 100)");
+    BOOST_TEST(problem_with(percent, "-3") == "\"-3\" is negative (expected 1 to 100)");
+    BOOST_TEST(parse_seconds("90").count() == 90);
+    const auto kibibyte = [](std::string_view text) { return parse_size(text, {1, 1024}); };
+    BOOST_TEST(kibibyte("1K") == 1024u);
+    BOOST_TEST(
+        problem_with(kibibyte, "2K") ==
+        "\"2K\" is out of range (expected 1 to 1024 bytes; K and M suffixes mean KiB and MiB)");
+    BOOST_TEST(parse_octal_mode("640") == 0640u);
+    BOOST_TEST(parse_id(" 7 ", IdKind::user) == 7u);
+    BOOST_TEST(parse_id_list("root, 3", IdKind::user) == (std::vector<uid_t>{0, 3}),
+               boost::test_tools::per_element());
+    const auto groups = [](std::string_view text) { return parse_id_list(text, IdKind::group); };
+    BOOST_TEST(problem_with(groups, "1,,2") == "\"1,,2\" has an empty entry");
 }
 
 BOOST_AUTO_TEST_SUITE_END()

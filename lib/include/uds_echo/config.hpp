@@ -1,5 +1,6 @@
-// The daemon's configuration (SPEC §4): command line and INI config file through
-// Boost.Program_options, validated completely before anything starts.
+// The daemon's configuration: command line and INI config file through Boost.Program_options,
+// validated completely before anything starts. The options are described in docs/configuration.md
+// and uds-echo.conf(5).
 #pragma once
 
 #include "uds_echo/access.hpp"
@@ -23,14 +24,14 @@ constexpr std::size_t max_buffer_size = 64 * 1024 * 1024;
 
 struct DaemonConfig {
     std::string config_file; // the file that was read; empty when none
-    std::string socket_path; // resolved per SPEC §3, validated
+    std::string socket_path; // resolved (see "Socket path" in docs/configuration.md), validated
     mode_t socket_mode = 0660;
     std::optional<gid_t> socket_group; // resolved from a name or a number
     unsigned threads = 1;              // resolved: 0 on input becomes the CPUs in the affinity mask
     unsigned max_connections = 10000;
     unsigned max_connections_per_uid = 1000; // 0 = no cap; uid 0 is never capped
-    std::chrono::seconds idle_timeout{0}; // 0 = never
-    std::chrono::seconds exit_on_idle{0}; // 0 = never
+    std::chrono::seconds idle_timeout{0};    // 0 = never
+    std::chrono::seconds exit_on_idle{0};    // 0 = never
     std::chrono::seconds shutdown_timeout{5};
     std::size_t buffer_size = default_buffer_size;
     AccessPolicy access;
@@ -60,19 +61,27 @@ ParseResult
 parse_daemon_config(const std::vector<std::string>& args,
                     const std::string& default_config_file = "/etc/uds-echo/uds-echo.conf");
 
+// What SIGHUP does with a reloaded configuration. Every option is marked in the table of options
+// as applied at run time or needing a restart; docs/configuration.md lists which is which.
+
 // Names of the options that differ between `before` and `after` and only take effect after a
-// restart (socket, socket-mode, socket-group, threads, buffer-size), for the SIGHUP log.
+// restart, in --help order, for the SIGHUP log.
 std::vector<std::string> options_needing_restart(const DaemonConfig& before,
                                                  const DaemonConfig& after);
 
-// Names of the options that differ and are applied at run time (log-level, log-format,
-// max-connections, max-connections-per-uid, idle-timeout, exit-on-idle, shutdown-timeout, allow-uid, allow-gid).
+// Names of the options that differ and are applied at run time, in --help order.
 std::vector<std::string> options_changed_at_runtime(const DaemonConfig& before,
                                                     const DaemonConfig& after);
 
-// The `socket =` value of a config file, for the client (SPEC §5), which ignores every other
-// option there. nullopt when the file does not exist or has no socket line; throws
-// Failure(ExitCode::config) naming the file when it exists but cannot be read or parsed.
+// Copies every option applied at run time from `reloaded` into `running` and leaves the others
+// (those needing a restart, the config file's name, check_config) as the daemon started with them.
+// Afterwards options_changed_at_runtime(running, reloaded) is empty. Applying the new values to
+// the running daemon (the log setup, the workers) is the caller's part.
+void take_runtime_options(DaemonConfig& running, const DaemonConfig& reloaded);
+
+// The `socket =` value of a config file, for the client, which ignores every other option there.
+// nullopt when the file does not exist or has no socket line; throws Failure(ExitCode::config)
+// naming the file when it exists but cannot be read or parsed.
 std::optional<std::string> read_socket_from_config_file(const std::string& path);
 
 // The number of CPUs this process may run on (sched_getaffinity), at least 1.
