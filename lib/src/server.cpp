@@ -314,14 +314,7 @@ private:
         const auto changed = options_changed_at_runtime(config_, next);
 
         // Only what can change at run time is taken over; the rest stays as the daemon started.
-        config_.log_level = next.log_level;
-        config_.log_format = next.log_format;
-        config_.max_connections = next.max_connections;
-        config_.max_connections_per_uid = next.max_connections_per_uid;
-        config_.idle_timeout = next.idle_timeout;
-        config_.exit_on_idle = next.exit_on_idle;
-        config_.shutdown_timeout = next.shutdown_timeout;
-        config_.access = next.access;
+        take_runtime_options(config_, next);
         init_logging(config_.log_level, config_.log_format, "uds-echod");
         for (auto& worker : workers_)
             worker->apply(worker_settings());
