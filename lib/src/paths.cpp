@@ -1,6 +1,9 @@
 // Socket path resolution (SPEC §3).
 #include "uds_echo/paths.hpp"
 
+#include "uds_echo/file_descriptor.hpp"
+
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -137,19 +140,27 @@ bool is_private_tmp_path(const std::string& path, const UserContext& user) {
 }
 
 void check_private_directory(const std::string& dir, uid_t uid) {
-    struct stat status {};
-    if (::lstat(dir.c_str(), &status) != 0) {
+    // The directory is opened without following a link and the open descriptor is examined, so
+    // what is checked is what was opened: nobody can swap the path between a check and its use.
+    const FileDescriptor opened(
+        ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!opened.valid()) {
         const int error = errno;
+        struct stat link {};
+        // ENOTDIR is both "a symlink" (O_NOFOLLOW) and "not a directory"; lstat only words it.
+        if (error == ENOTDIR && ::lstat(dir.c_str(), &link) == 0 && S_ISLNK(link.st_mode))
+            throw Failure(ExitCode::no_permission,
+                          "directory " + dir + " is a symlink; refusing to follow it");
+        if (error == ENOTDIR)
+            throw Failure(ExitCode::no_permission, dir + " is not a directory");
         const auto code = error == EACCES   ? ExitCode::no_permission
                           : error == ENOENT ? ExitCode::cannot_create
                                             : ExitCode::os_error;
         throw Failure(code, "directory " + dir + ": " + std::strerror(error));
     }
-    if (S_ISLNK(status.st_mode))
-        throw Failure(ExitCode::no_permission,
-                      "directory " + dir + " is a symlink; refusing to follow it");
-    if (!S_ISDIR(status.st_mode))
-        throw Failure(ExitCode::no_permission, dir + " is not a directory");
+    struct stat status {};
+    if (::fstat(opened.get(), &status) != 0)
+        throw Failure(ExitCode::os_error, "directory " + dir + ": " + std::strerror(errno));
     if (status.st_uid != uid || (status.st_mode & 077) != 0)
         throw Failure(ExitCode::no_permission,
                       "directory " + dir + " is owned by uid " + std::to_string(status.st_uid) +
