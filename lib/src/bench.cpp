@@ -87,7 +87,7 @@ public:
         : run_(run)
         , out_(out)
         , in_place_(run.options.progress == BenchOptions::Progress::terminal)
-        , interval_(in_place_ ? std::chrono::seconds(1) : std::chrono::seconds(10))
+        , interval_(in_place_ ? std::chrono::seconds(1) : std::chrono::seconds(5))
         , last_time_(Clock::now()) {}
 
     asio::awaitable<void> show(Workers& workers) {

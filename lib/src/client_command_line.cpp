@@ -120,7 +120,7 @@ const char* const bench_intro =
     "Open CONNS connections over T threads, keep DEPTH messages of N bytes in flight\n"
     "on each and check every echoed byte. Report messages/s, MiB/s, the latency of a\n"
     "message (min, mean, p50 to p99.9, max, and its distribution) and the errors.\n"
-    "Progress: a line refreshed each second on a terminal, a line every 10 seconds\n"
+    "Progress: a line refreshed each second on a terminal, a line every 5 seconds\n"
     "otherwise (none with -q or --json). Ctrl-C ends the run early with the report.\n";
 
 const char* const bench_outro =

@@ -686,9 +686,9 @@ bool can_plant_directories() {
 // The client skips the planted directory, says why, tries the system path and names both.
 void check_skipped(const PlantedDirectory& planted, const RunResult& result,
                    const std::string& why) {
-    check_failure(result, exit_unavailable,
-                  {"skipped " + planted.path() + "/uds-echo.sock", why,
-                   uds_echo::system_socket_path});
+    check_failure(
+        result, exit_unavailable,
+        {"skipped " + planted.path() + "/uds-echo.sock", why, uds_echo::system_socket_path});
     BOOST_TEST(planted.connections() == 0, "the client connected through " << planted.path());
 }
 
