@@ -59,8 +59,11 @@ std::uint64_t LatencyHistogram::percentile(double fraction) const {
     // The rank of the sample asked for, 1-based: p50 of 2 samples is the first.
     const auto rank = std::max<std::uint64_t>(
         1, static_cast<std::uint64_t>(std::ceil(fraction * static_cast<double>(count_))));
+    // The last sample is the maximum, kept exactly; so is anything in the overflow bucket.
+    if (rank >= count_)
+        return max_;
     std::uint64_t seen = 0;
-    for (std::size_t bucket = 0; bucket < bucket_count; ++bucket) {
+    for (std::size_t bucket = 0; bucket + 1 < bucket_count; ++bucket) {
         seen += counts_[bucket];
         if (seen >= rank) {
             const std::uint64_t middle =
