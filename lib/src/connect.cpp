@@ -184,7 +184,7 @@ Failure connect_failure(const std::string& path, int error, milliseconds timeout
 // Connects a non-blocking socket by hand rather than with Asio's async_connect: for AF_UNIX a
 // non-blocking connect() either completes at once or fails, and EAGAIN means the listen backlog
 // is full. async_connect takes that EAGAIN for "in progress", reports success once the socket
-// polls writable, and the first write then fails with ENOTCONN (Asio issue 1014). Here EAGAIN is
+// polls writable, and the first write then fails with ENOTCONN (upstream asio#1014). Here EAGAIN is
 // retried with a short backoff until the deadline.
 asio::awaitable<ConnectAttempt>
 connect_with_retry(const asio::local::stream_protocol::endpoint& endpoint,
