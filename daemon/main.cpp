@@ -4,6 +4,7 @@
 #include "uds_echo/listener.hpp"
 #include "uds_echo/logging.hpp"
 #include "uds_echo/paths.hpp"
+#include "uds_echo/program.hpp"
 #include "uds_echo/server.hpp"
 #include "uds_echo/systemd.hpp"
 
@@ -53,13 +54,5 @@ int run(const std::vector<std::string>& args) {
 int main(int argc, char* argv[]) {
     const std::vector<std::string> args(argv + 1, argv + argc);
     uds_echo::block_server_signals();
-    try {
-        return run(args);
-    } catch (const uds_echo::Failure& failure) {
-        std::cerr << "uds-echod: " << failure.what() << '\n';
-        return to_int(failure.code());
-    } catch (const std::exception& error) {
-        std::cerr << "uds-echod: " << error.what() << '\n';
-        return to_int(uds_echo::ExitCode::os_error);
-    }
+    return uds_echo::run_program("uds-echod", [&] { return run(args); });
 }

@@ -1,6 +1,7 @@
 #include "uds_echo/listener.hpp"
 
 #include "uds_echo/exit_codes.hpp"
+#include "uds_echo/file_descriptor.hpp"
 #include "uds_echo/logging.hpp"
 #include "uds_echo/paths.hpp"
 
@@ -33,38 +34,12 @@ Failure creation_failure(const std::string& what, int error) {
     return Failure(code, what + ": " + system_error_text(error));
 }
 
-class FileDescriptor {
-public:
-    explicit FileDescriptor(int fd)
-        : fd_(fd) {}
-    FileDescriptor(const FileDescriptor&) = delete;
-    FileDescriptor& operator=(const FileDescriptor&) = delete;
-    ~FileDescriptor() {
-        if (fd_ >= 0)
-            ::close(fd_);
-    }
-    int get() const { return fd_; }
-    int release() { return std::exchange(fd_, -1); }
-
-private:
-    int fd_;
-};
-
 sockaddr_un socket_address(const std::string& path, socklen_t& length) {
     const auto endpoint = make_endpoint(path);
     sockaddr_un address{};
     std::memcpy(&address, endpoint.data(), endpoint.size());
     length = static_cast<socklen_t>(endpoint.size());
     return address;
-}
-
-std::string parent_directory(const std::string& path) {
-    const auto slash = path.find_last_of('/');
-    if (slash == std::string::npos)
-        return ".";
-    if (slash == 0)
-        return "/";
-    return path.substr(0, slash);
 }
 
 // A directory chosen with --socket is the administrator's choice, so it is used; but whoever may

@@ -1,5 +1,7 @@
 #include "uds_echo/logging.hpp"
 
+#include "uds_echo/text.hpp"
+
 #include <boost/core/null_deleter.hpp>
 #include <boost/log/core.hpp>
 #include <boost/log/expressions.hpp>
@@ -33,35 +35,6 @@ boost::shared_ptr<Sink> current_sink;
 // journald maps `<N>` to the priority; trace has no syslog level of its own and goes as debug.
 int syslog_priority(LogLevel level) {
     return level == LogLevel::trace ? 7 : static_cast<int>(level);
-}
-
-void append_json_string(std::string& out, std::string_view text) {
-    out += '"';
-    for (unsigned char c : text) {
-        switch (c) {
-        case '"':
-            out += "\\\"";
-            break;
-        case '\\':
-            out += "\\\\";
-            break;
-        case '\n':
-            out += "\\n";
-            break;
-        case '\t':
-            out += "\\t";
-            break;
-        default:
-            if (c < 0x20) {
-                char escaped[8];
-                std::snprintf(escaped, sizeof escaped, "\\u%04x", c);
-                out += escaped;
-            } else {
-                out += static_cast<char>(c);
-            }
-        }
-    }
-    out += '"';
 }
 
 // UTC with microseconds: log lines from different threads stay comparable and sortable.

@@ -1,6 +1,8 @@
 // Socket path resolution (docs/protocol.md, "Where the socket is").
 #include "uds_echo/paths.hpp"
 
+#include "uds_echo/file_descriptor.hpp"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -30,15 +32,6 @@ std::string without_trailing_slashes(std::string dir) {
     return dir;
 }
 
-std::string parent_directory(const std::string& path) {
-    const auto slash = path.rfind('/');
-    if (slash == std::string::npos)
-        return ".";
-    if (slash == 0)
-        return "/";
-    return path.substr(0, slash);
-}
-
 std::string octal_mode(mode_t mode) {
     char text[8];
     std::snprintf(text, sizeof text, "%04o", static_cast<unsigned>(mode & 07777));
@@ -53,6 +46,15 @@ UserContext current_user() {
     if (const char* dir = std::getenv("XDG_RUNTIME_DIR"); dir != nullptr && *dir != '\0')
         user.xdg_runtime_dir = dir;
     return user;
+}
+
+std::string parent_directory(const std::string& path) {
+    const auto slash = path.rfind('/');
+    if (slash == std::string::npos)
+        return ".";
+    if (slash == 0)
+        return "/";
+    return path.substr(0, slash);
 }
 
 bool is_abstract(const std::string& path) {
@@ -138,15 +140,16 @@ bool is_private_tmp_path(const std::string& path, const UserContext& user) {
 }
 
 void check_private_directory(const std::string& dir, uid_t uid) {
-    // The checks look at the directory that was opened, not at whatever the name points to a
-    // moment later. Once it passes, the name cannot be swapped under us: its parent, /tmp, is
-    // sticky, so only its owner (us) may rename or remove the entry.
-    const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) {
+    // The directory is opened without following a link and the open descriptor is examined, so
+    // what is checked is what was opened. Once it passes, the name cannot be swapped under us
+    // either: its parent, /tmp, is sticky, so only the directory's owner may rename or remove it.
+    const FileDescriptor opened(
+        ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!opened.valid()) {
         const int error = errno;
-        // A symlink makes open() fail with ELOOP, or with ENOTDIR when O_DIRECTORY is checked
-        // first; lstat() only words the message.
         struct stat link {};
+        // A symlink fails with ELOOP, or with ENOTDIR when O_DIRECTORY is checked first; ENOTDIR
+        // also means "not a directory". lstat only words the message.
         if ((error == ELOOP || error == ENOTDIR) && ::lstat(dir.c_str(), &link) == 0 &&
             S_ISLNK(link.st_mode))
             throw Failure(ExitCode::no_permission,
@@ -159,11 +162,8 @@ void check_private_directory(const std::string& dir, uid_t uid) {
         throw Failure(code, "directory " + dir + ": " + std::strerror(error));
     }
     struct stat status {};
-    const int result = ::fstat(fd, &status);
-    const int error = errno;
-    ::close(fd);
-    if (result != 0)
-        throw Failure(ExitCode::os_error, "directory " + dir + ": " + std::strerror(error));
+    if (::fstat(opened.get(), &status) != 0)
+        throw Failure(ExitCode::os_error, "directory " + dir + ": " + std::strerror(errno));
     if (status.st_uid != uid || (status.st_mode & 077) != 0)
         throw Failure(ExitCode::no_permission,
                       "directory " + dir + " is owned by uid " + std::to_string(status.st_uid) +

@@ -1,4 +1,4 @@
-// The client uds-echo (SPEC §5): its forms, options and every exit code, against the real
+// The client uds-echo (uds-echo(1)): its forms, options and every exit code, against the real
 // uds-echod and against small fake servers that misbehave on purpose.
 #define BOOST_TEST_MODULE integration_client
 #include <boost/test/unit_test.hpp>
@@ -21,6 +21,7 @@
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -204,9 +205,10 @@ struct DaemonFixture {
     Daemon daemon = start_daemon(dir);
 };
 
-// Runs the client as uid/gid 65534 (nobody) through fork, setgroups, setgid, setuid and exec:
-// the harness's Process keeps the test's identity.
-RunResult run_client_as_nobody(const std::vector<std::string>& args) {
+// Runs the client as `uid` (and the same gid) through fork, setgroups, setgid, setuid and exec,
+// without $XDG_RUNTIME_DIR (as after su or in cron): the harness's Process keeps the test's
+// identity.
+RunResult run_client_as(uid_t uid, const std::vector<std::string>& args) {
     int err_pipe[2];
     BOOST_REQUIRE(::pipe2(err_pipe, O_CLOEXEC) == 0);
     Fd err_read(err_pipe[0]);
@@ -224,9 +226,10 @@ RunResult run_client_as_nobody(const std::vector<std::string>& args) {
         ::dup2(null, STDIN_FILENO);
         ::dup2(null, STDOUT_FILENO);
         ::dup2(err_write.get(), STDERR_FILENO);
-        if (::setgroups(0, nullptr) != 0 || ::setgid(nobody) != 0 || ::setuid(nobody) != 0)
+        if (::setgroups(0, nullptr) != 0 || ::setgid(uid) != 0 || ::setuid(uid) != 0)
             ::_exit(126);
         ::unsetenv("UDS_ECHO_SOCKET");
+        ::unsetenv("XDG_RUNTIME_DIR");
         ::execv(argv[0], argv.data());
         ::_exit(127);
     }
@@ -401,18 +404,24 @@ BOOST_AUTO_TEST_CASE(a_stream_cut_short) {
     });
     ProcessOptions options;
     options.stdin_data = random_bytes(2 * MiB, 6);
-    check_failure(run_client({"-s", path, "-"}, options), exit_data_error,
-                  {"closed the connection after 1000 of"});
+    const auto result = run_client({"-s", path, "-"}, options);
+    check_failure(result, exit_data_error,
+                  {"closed the connection after echoing 1000 of", "before the end of the input"});
+    // Bytes came back, so no allow list refused this user: no hint about them.
+    BOOST_TEST(!contains(result.err, "allow-uid"), result.err);
 }
 
 // ---- 64 usage ----
 
 BOOST_AUTO_TEST_CASE(usage_errors) {
-    check_failure(run_client({"--no-such-option", "hello"}), exit_usage, {"--help"});
+    check_failure(run_client({"--no-such-option", "hello"}), exit_usage,
+                  {"uds-echo: --no-such-option: unknown option"});
+    check_failure(run_client({"--socket"}), exit_usage, {"uds-echo: --socket: missing value"});
+    check_failure(run_client({"--quiet=yes", "hello"}), exit_usage, {"--quiet: takes no value"});
     check_failure(run_client({"-t", "0", "hello"}), exit_usage, {"timeout"});
     check_failure(run_client({"-t", "abc", "hello"}), exit_usage, {"timeout"});
     check_failure(run_client({"--timeout=nan", "hello"}), exit_usage, {"timeout"});
-    check_failure(run_client({"hello", "-t"}), exit_usage, {"timeout"});
+    check_failure(run_client({"hello", "-t"}), exit_usage, {"--timeout: missing value"});
     check_failure(run_client({"-s", "/tmp/" + std::string(120, 'x'), "hello"}), exit_usage, {});
 }
 
@@ -448,7 +457,8 @@ BOOST_AUTO_TEST_CASE(a_daemon_that_closes_early) {
         const std::string data = receive_exactly(fd, 6, stopping);
         send_quietly(fd, data.substr(0, 2));
     });
-    check_failure(run_client({"-s", path, "hello"}), exit_data_error, {"after 2 of 6 bytes"});
+    check_failure(run_client({"-s", path, "hello"}), exit_data_error,
+                  {"after echoing 2 of 6 bytes sent"});
 }
 
 BOOST_AUTO_TEST_CASE(a_corrupted_stream) {
@@ -467,8 +477,10 @@ BOOST_AUTO_TEST_CASE(a_corrupted_stream) {
 BOOST_AUTO_TEST_CASE(a_missing_socket) {
     TempDir dir;
     const auto path = dir.file("missing.sock");
-    check_failure(run_client({"-s", path, "hello"}), exit_unavailable,
-                  {path, "systemctl start uds-echo.socket"});
+    const auto result = run_client({"-s", path, "hello"});
+    check_failure(result, exit_unavailable, {path, "no such socket"});
+    // systemctl serves the system path only: suggesting it for another path misleads.
+    BOOST_TEST(!contains(result.err, "systemctl"), result.err);
 }
 
 BOOST_AUTO_TEST_CASE(the_default_paths_are_all_named) {
@@ -579,7 +591,7 @@ BOOST_FIXTURE_TEST_CASE(a_socket_we_may_not_use, DaemonFixture) {
     }
     BOOST_REQUIRE(::chmod(dir.path().c_str(), 0755) == 0);
     BOOST_REQUIRE(::chmod(daemon.socket.c_str(), 0600) == 0);
-    const auto result = run_client_as_nobody({"-s", daemon.socket, "hello"});
+    const auto result = run_client_as(nobody, {"-s", daemon.socket, "hello"});
     check_failure(result, exit_no_permission, {daemon.socket, "owner root", "mode 0600"});
 }
 
@@ -589,7 +601,7 @@ BOOST_FIXTURE_TEST_CASE(a_directory_we_may_not_enter, DaemonFixture) {
         return;
     }
     BOOST_REQUIRE(::chmod(dir.path().c_str(), 0700) == 0);
-    const auto result = run_client_as_nobody({"-s", daemon.socket, "hello"});
+    const auto result = run_client_as(nobody, {"-s", daemon.socket, "hello"});
     check_failure(result, exit_no_permission, {"directory " + dir.path(), "mode 0700"});
 }
 
@@ -609,4 +621,107 @@ BOOST_FIXTURE_TEST_CASE(an_unreadable_input, DaemonFixture) {
     options.stdin_fd = directory.get(); // read(2) says EISDIR
     check_failure(run_client({"-s", daemon.socket, "-"}, options), exit_os_error,
                   {"cannot read the input"});
+}
+
+// ---- the per-user directory below /tmp ----
+
+// A uid of its own per test process, so that parallel runs do not share /tmp/uds-echo-UID.
+uid_t unused_uid() {
+    return static_cast<uid_t>(60000 + ::getpid() % 5000);
+}
+
+// /tmp/uds-echo-UID planted by someone, with a live fake daemon inside that counts its
+// connections; removed at the end.
+class PlantedDirectory {
+public:
+    PlantedDirectory(uid_t user, uid_t owner, mode_t mode, bool as_symlink)
+        : path_("/tmp/uds-echo-" + std::to_string(user)) {
+        std::filesystem::remove_all(path_);
+        const std::string real = as_symlink ? target_.file("elsewhere") : path_;
+        BOOST_REQUIRE(::mkdir(real.c_str(), 0700) == 0);
+        if (as_symlink) {
+            BOOST_REQUIRE(::chmod(target_.path().c_str(), 0755) == 0);
+            BOOST_REQUIRE(::symlink(real.c_str(), path_.c_str()) == 0);
+        }
+        server_.emplace(real + "/uds-echo.sock", [this](int fd, const std::atomic<bool>& stop) {
+            ++connections_;
+            echo_corrupting_at(fd, SIZE_MAX, stop);
+        });
+        BOOST_REQUIRE(::chmod((real + "/uds-echo.sock").c_str(), 0777) == 0);
+        BOOST_REQUIRE(::chown(real.c_str(), owner, owner) == 0);
+        BOOST_REQUIRE(::chmod(real.c_str(), mode) == 0);
+    }
+    PlantedDirectory(const PlantedDirectory&) = delete;
+    PlantedDirectory& operator=(const PlantedDirectory&) = delete;
+    ~PlantedDirectory() {
+        server_.reset();
+        std::error_code ignored;
+        std::filesystem::remove_all(path_, ignored);
+    }
+
+    const std::string& path() const { return path_; }
+    int connections() const { return connections_; }
+
+private:
+    TempDir target_;
+    std::string path_;
+    std::atomic<int> connections_{0};
+    std::optional<FakeServer> server_;
+};
+
+// Root is needed to plant a directory for another uid and to run the client as that uid; the
+// machine's own socket or config file would change which paths the client tries.
+bool can_plant_directories() {
+    if (::geteuid() != 0) {
+        BOOST_TEST_MESSAGE("skipped: needs root to plant a directory for another user");
+        return false;
+    }
+    if (path_exists(uds_echo::system_config_path) || path_exists(uds_echo::system_socket_path)) {
+        BOOST_TEST_MESSAGE("skipped: this machine has its own uds-echo config or socket");
+        return false;
+    }
+    return true;
+}
+
+// The client skips the planted directory, says why, tries the system path and names both.
+void check_skipped(const PlantedDirectory& planted, const RunResult& result,
+                   const std::string& why) {
+    check_failure(
+        result, exit_unavailable,
+        {"skipped " + planted.path() + "/uds-echo.sock", why, uds_echo::system_socket_path});
+    BOOST_TEST(planted.connections() == 0, "the client connected through " << planted.path());
+}
+
+BOOST_AUTO_TEST_CASE(a_private_tmp_directory_of_our_own_is_used) {
+    if (!can_plant_directories())
+        return;
+    const uid_t user = unused_uid();
+    PlantedDirectory planted(user, user, 0700, false);
+    const auto result = run_client_as(user, {"hello"});
+    BOOST_TEST(result.status.exited_with(exit_ok), result.status << " " << result.err);
+    BOOST_TEST(planted.connections() == 1);
+}
+
+BOOST_AUTO_TEST_CASE(a_tmp_directory_owned_by_someone_else_is_skipped) {
+    if (!can_plant_directories())
+        return;
+    const uid_t user = unused_uid();
+    PlantedDirectory planted(user, 0, 0777, false);
+    check_skipped(planted, run_client_as(user, {"secret"}), "owned by uid 0");
+}
+
+BOOST_AUTO_TEST_CASE(a_tmp_directory_open_to_others_is_skipped) {
+    if (!can_plant_directories())
+        return;
+    const uid_t user = unused_uid();
+    PlantedDirectory planted(user, user, 0777, false);
+    check_skipped(planted, run_client_as(user, {"secret"}), "mode 0777");
+}
+
+BOOST_AUTO_TEST_CASE(a_tmp_directory_that_is_a_symlink_is_skipped) {
+    if (!can_plant_directories())
+        return;
+    const uid_t user = unused_uid();
+    PlantedDirectory planted(user, user, 0700, true);
+    check_skipped(planted, run_client_as(user, {"secret"}), "symlink");
 }

@@ -1,6 +1,6 @@
-// The client's tools (SPEC §5, issue 4): ping, bench, the interactive line mode, subcommand help
-// and usage errors, against the real uds-echod and against fake servers that stall, corrupt or
-// close early. Every run is bounded: a tool that hangs fails the test instead of blocking it.
+// The client's tools (uds-echo(1)): ping, bench, the interactive line mode, help and usage errors,
+// against the real uds-echod and against fake servers that stall, corrupt or close early. Every run
+// is bounded: a tool that hangs fails the test instead of blocking it.
 #define BOOST_TEST_MODULE integration_client_tools
 #include <boost/test/unit_test.hpp>
 
@@ -26,6 +26,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 using namespace uds_echo::test;
@@ -50,13 +51,6 @@ RunResult run_client(const std::vector<std::string>& args, ProcessOptions option
 
 bool contains(const std::string& text, const std::string& part) {
     return text.find(part) != std::string::npos;
-}
-
-std::size_t occurrences(const std::string& text, const std::string& part) {
-    std::size_t count = 0;
-    for (auto at = text.find(part); at != std::string::npos; at = text.find(part, at + 1))
-        ++count;
-    return count;
 }
 
 void check_exit(const RunResult& result, int code) {
@@ -318,6 +312,8 @@ BOOST_FIXTURE_TEST_CASE(bench_counts_exactly_n_messages_as_json, DaemonFixture) 
     BOOST_TEST(json_integer(json, "bytes") == 200000);
     BOOST_TEST(json_integer(json, "errors") == 0);
     BOOST_TEST(json_integer(json, "connections") == 8);
+    BOOST_TEST(json_integer(json, "connections_opened") == 8);
+    BOOST_TEST(json.get<std::string>("connections_per_second") == "null");
     BOOST_TEST(json_integer(json, "threads") == 2);
     BOOST_TEST(json_number(json, "messages_per_second") > 0);
     BOOST_TEST(json_number(json, "latency_us.p50") > 0);
@@ -404,6 +400,10 @@ BOOST_FIXTURE_TEST_CASE(a_terminal_gets_the_line_mode, DaemonFixture) {
     BOOST_REQUIRE(status.has_value());
     BOOST_TEST(status->exited_with(exit_ok), *status << " " << client.stderr_text());
     BOOST_TEST(client.stdout_text() == "first line\nsecond\n");
+    // Where it is connected and how to leave, on standard error: the output stays the echo.
+    BOOST_TEST(contains(client.stderr_text(), "connected to " + daemon.socket),
+               client.stderr_text());
+    BOOST_TEST(contains(client.stderr_text(), "Ctrl-D"), client.stderr_text());
 }
 
 BOOST_AUTO_TEST_CASE(a_double_dash_sends_the_word_ping, *boost::unit_test::timeout(30)) {
@@ -414,20 +414,37 @@ BOOST_AUTO_TEST_CASE(a_double_dash_sends_the_word_ping, *boost::unit_test::timeo
     BOOST_TEST(result.out == "ping\n");
 }
 
+// Every help fits 80 columns, has no trailing blanks and no double blank line, and lays options
+// out as uds-echod does (`-s, --socket PATH`).
+void check_help_layout(const std::string& help) {
+    BOOST_TEST(help.find("\n\n\n") == std::string::npos, "a double blank line:\n" << help);
+    BOOST_TEST(contains(help, "  -s, --socket PATH"), help);
+    BOOST_TEST(!contains(help, "[ --"), "Boost's layout:\n" << help);
+    std::istringstream lines(help);
+    for (std::string line; std::getline(lines, line);) {
+        BOOST_TEST(line.size() <= 80u, "longer than 80 columns: " << line);
+        BOOST_TEST((line.empty() || line.back() != ' '), "trailing blank: '" << line << "'");
+    }
+}
+
 BOOST_AUTO_TEST_CASE(help_for_each_subcommand) {
     const auto general = run_client({"--help"});
     check_exit(general, exit_ok);
-    for (const char* part : {"ping [-c COUNT]", "bench [-c CONNS]", "--socket", "Exit status"})
+    check_help_layout(general.out);
+    for (const char* part : {"ping [PING OPTION]", "bench [BENCH OPTION]", "--socket", "--quiet",
+                             "uds-echo help", "uds-echo -- ping", "Exit status"})
         BOOST_TEST(contains(general.out, part), general.out);
 
     const auto ping = run_client({"ping", "--help"});
     check_exit(ping, exit_ok);
+    check_help_layout(ping.out);
     for (const char* part :
          {"Usage: uds-echo ping", "--count", "--interval", "--size", "--timeout", "Exit status"})
         BOOST_TEST(contains(ping.out, part), ping.out);
 
     const auto bench = run_client({"-h", "bench"});
     check_exit(bench, exit_ok);
+    check_help_layout(bench.out);
     for (const char* part :
          {"Usage: uds-echo bench", "--connections", "--pipeline", "--duration", "--messages",
           "--warmup", "--threads", "--churn", "--json", "Exit status"})
@@ -438,23 +455,114 @@ BOOST_AUTO_TEST_CASE(help_for_each_subcommand) {
     BOOST_TEST(version.out.rfind("uds-echo ", 0) == 0, version.out);
 }
 
+BOOST_AUTO_TEST_CASE(help_as_a_subcommand) {
+    const auto general = run_client({"help"});
+    check_exit(general, exit_ok);
+    BOOST_TEST(general.out == run_client({"--help"}).out);
+    const auto ping = run_client({"help", "ping"});
+    check_exit(ping, exit_ok);
+    BOOST_TEST(ping.out == run_client({"ping", "--help"}).out);
+    const auto bench = run_client({"help", "bench"});
+    check_exit(bench, exit_ok);
+    BOOST_TEST(bench.out == run_client({"bench", "--help"}).out);
+    check_exit(run_client({"help", "nothing"}), exit_usage);
+}
+
+BOOST_AUTO_TEST_CASE(a_misspelt_subcommand_is_refused, *boost::unit_test::timeout(30)) {
+    for (const char* word : {"pign", "pin", "bnech", "benchh", "hlep"}) {
+        const auto result = run_client({"-s", "/nonexistent/x.sock", word});
+        check_exit(result, exit_usage);
+        BOOST_TEST(contains(result.err, std::string("\"") + word + "\": unknown subcommand"),
+                   result.err);
+        BOOST_TEST(contains(result.err, std::string("uds-echo -- ") + word), result.err);
+    }
+    // Real words one letter away, and sentences, are messages.
+    TempDir dir;
+    Daemon daemon = start_daemon(dir);
+    for (const auto& words : {std::vector<std::string>{"pong"}, {"pign", "now"}, {"--", "pign"}}) {
+        std::vector<std::string> args{"-s", daemon.socket};
+        args.insert(args.end(), words.begin(), words.end());
+        check_exit(run_client(args), exit_ok);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(ping_dash_s_with_a_number_points_to_size) {
+    const auto result = run_client({"ping", "-s", "1000"});
+    check_exit(result, exit_usage);
+    BOOST_TEST(contains(result.err, "--size 1000"), result.err);
+}
+
+// One line each, worded as uds-echod words its own, naming the offending word.
 BOOST_AUTO_TEST_CASE(usage_errors_of_the_subcommands) {
-    const std::vector<std::vector<std::string>> bad = {
-        {"ping", "-c", "0"},         {"ping", "-c", "-1"},
-        {"ping", "-i", "x"},         {"ping", "extra"},
-        {"ping", "--pipeline", "2"}, {"bench", "-d", "1", "-n", "5"},
-        {"bench", "--size", "0"},    {"bench", "--size", "3X"},
-        {"bench", "-c", "0"},        {"bench", "--churn", "--pipeline", "4"},
-        {"bench", "--threads", "0"}, {"bench", "-t", "0"},
+    const std::vector<std::pair<std::vector<std::string>, std::string>> bad = {
+        {{"ping", "-c", "0"}, "--count: \"0\" is not a count (expected 1 or more)"},
+        {{"ping", "-c", "abc"}, "--count: \"abc\" is not a count (expected 1 or more)"},
+        {{"ping", "-c", "-1"}, "--count: \"-1\""},
+        {{"ping", "-i", "x"}, "--interval: \"x\""},
+        {{"ping", "extra"}, "unexpected argument \"extra\""},
+        {{"ping", "--pipeline", "2"}, "--pipeline: unknown option"},
+        {{"ping", "--frobnicate"}, "--frobnicate: unknown option"},
+        {{"ping", "--count"}, "--count: missing value"},
+        {{"bench", "-d", "1", "-n", "5"}, "--duration and --messages exclude each other"},
+        {{"bench", "--size", "0"}, "--size: \"0\""},
+        {{"bench", "--size", "3X"}, "--size: \"3X\""},
+        {{"bench", "-c", "0"}, "--connections: \"0\" is not a count (expected 1 to 100000)"},
+        {{"bench", "--churn", "--pipeline", "4"}, "--pipeline: does not apply to --churn"},
+        {{"bench", "--threads", "0"}, "--threads: \"0\""},
+        {{"bench", "-t", "0"}, "--timeout: \"0\""},
+        {{"bench", "surplus"}, "unexpected argument \"surplus\""},
     };
-    for (const auto& args : bad) {
+    for (const auto& [args, message] : bad) {
         const auto result = run_client(args);
         std::string joined;
         for (const auto& arg : args)
             joined += arg + " ";
         BOOST_TEST(result.status.exited_with(exit_usage), joined << "-> " << result.status);
-        BOOST_TEST(occurrences(result.err, "uds-echo: ") == 1u, joined << "-> " << result.err);
-        BOOST_TEST(contains(result.err, "uds-echo " + args.front() + " --help"),
-                   joined << "-> " << result.err);
+        BOOST_TEST(non_empty_lines(result.err).size() == 1u, joined << "-> " << result.err);
+        BOOST_TEST(contains(result.err, "uds-echo: " + message), joined << "-> " << result.err);
     }
+}
+
+// ---- bench output ----
+
+BOOST_FIXTURE_TEST_CASE(bench_json_without_a_daemon_is_one_object, FakeFixture) {
+    const auto result = run_client({"bench", "-s", path, "-n", "10", "--json"});
+    check_exit(result, exit_unavailable);
+    BOOST_TEST(non_empty_lines(result.out).size() == 1u, result.out);
+    const auto json = parse_json(result.out);
+    BOOST_TEST(json_integer(json, "exit_code") == exit_unavailable);
+    BOOST_TEST(contains(json.get<std::string>("error"), "no daemon listens at " + path));
+    // Figures that were never measured are null, not zero.
+    BOOST_TEST(contains(result.out, "\"seconds\":null"), result.out);
+    BOOST_TEST(contains(result.out, "\"p99\":null"), result.out);
+    BOOST_TEST(contains(result.out, "\"messages_per_second\":null"), result.out);
+}
+
+BOOST_AUTO_TEST_CASE(bench_json_usage_error_is_one_object) {
+    const auto result = run_client({"bench", "--json", "-c", "0"});
+    check_exit(result, exit_usage);
+    BOOST_TEST(non_empty_lines(result.out).size() == 1u, result.out);
+    const auto json = parse_json(result.out);
+    BOOST_TEST(json_integer(json, "exit_code") == exit_usage);
+    BOOST_TEST(contains(json.get<std::string>("error"), "--connections"));
+}
+
+BOOST_FIXTURE_TEST_CASE(bench_report_has_min_mean_and_a_distribution, DaemonFixture) {
+    const auto result =
+        run_client({"bench", "-s", daemon.socket, "--churn", "-n", "200", "-c", "2"});
+    check_exit(result, exit_ok);
+    for (const char* part : {"min ", "mean ", "latency distribution", "100.0000%", "connections/s"})
+        BOOST_TEST(contains(result.out, part), "stdout lacks '" << part << "': " << result.out);
+    // --pipeline does not apply to churn: the header does not claim one.
+    BOOST_TEST(!contains(result.out, "pipeline"), result.out);
+}
+
+BOOST_FIXTURE_TEST_CASE(bench_prints_a_progress_line_when_not_on_a_terminal, DaemonFixture) {
+    const auto result = run_client({"bench", "-s", daemon.socket, "-d", "5.5", "-c", "1"});
+    check_exit(result, exit_ok);
+    BOOST_TEST(contains(result.out, "/5.5 s"), result.out);
+    BOOST_TEST(contains(result.out, "p99 "), result.out);
+    BOOST_TEST(!contains(result.out, "\r"), result.out);
+    const auto quiet = run_client({"bench", "-q", "-s", daemon.socket, "-d", "0.2", "-c", "1"});
+    BOOST_TEST(!contains(quiet.out, "/0.2 s"), quiet.out);
 }

@@ -1,9 +1,9 @@
-// `uds-echo bench`: a load benchmark over many asynchronous connections (SPEC §5).
+// `uds-echo bench`: a load benchmark over many asynchronous connections, and its report.
 #pragma once
 
 #include "uds_echo/exit_codes.hpp"
+#include "uds_echo/latency_histogram.hpp"
 
-#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -14,43 +14,11 @@
 
 namespace uds_echo {
 
-// Latencies in nanoseconds, counted in log-linear buckets: every power of two is split into
-// 2^sub_bucket_bits equal buckets, so a value is known to within 1/128 of itself (0.8 %) in a
-// fixed array, whatever the number of samples. Values up to 2^max_exponent ns (~18 min) are
-// counted; larger ones land in the last bucket. The maximum is kept exactly.
-class LatencyHistogram {
-public:
-    static constexpr unsigned sub_bucket_bits = 7;
-    static constexpr unsigned max_exponent = 40;
-
-    void record(std::uint64_t nanoseconds);
-    void merge(const LatencyHistogram& other);
-
-    std::uint64_t count() const { return count_; }
-    std::uint64_t max() const { return max_; }
-    std::uint64_t min() const { return count_ == 0 ? 0 : min_; }
-    double mean() const;
-    // The value below which `fraction` (0..1) of the samples lie, as the middle of its bucket
-    // (but never above the maximum); 0 without samples.
-    std::uint64_t percentile(double fraction) const;
-
-    // Exposed for tests: the bucket of a value and the range of values a bucket holds.
-    static std::size_t bucket_of(std::uint64_t value);
-    static std::uint64_t bucket_low(std::size_t bucket);
-    static std::uint64_t bucket_high(std::size_t bucket);
-
-private:
-    static constexpr std::size_t sub_buckets = std::size_t{1} << sub_bucket_bits;
-    static constexpr std::size_t bucket_count = sub_buckets * (max_exponent - sub_bucket_bits + 2);
-
-    std::array<std::uint64_t, bucket_count> counts_{};
-    std::uint64_t count_ = 0;
-    std::uint64_t max_ = 0;
-    std::uint64_t min_ = UINT64_MAX;
-    long double sum_ = 0;
-};
-
 struct BenchOptions {
+    // How the run shows that it is alive: nothing, one line refreshed in place each second (a
+    // terminal), or a line every few seconds (a log file, a CI job).
+    enum class Progress { none, terminal, lines };
+
     std::vector<std::string> socket_candidates; // as for the other forms; the first that answers
     std::chrono::milliseconds timeout{5000};    // connect, and the longest wait for any echo
     unsigned connections = 10;                  // -c
@@ -61,35 +29,36 @@ struct BenchOptions {
     std::chrono::nanoseconds warmup{0};    // --warmup: run, but do not measure, first
     unsigned threads = 1;                  // --threads: one io_context each
     bool churn = false;                    // --churn: every message on a new connection
-    bool progress = false;                 // a one-line display on stdout, refreshed each second
+    Progress progress = Progress::none;
 };
 
 struct BenchResult {
     BenchOptions options;
-    std::uint64_t messages = 0;     // measured messages whose echo came back complete and right
-    std::uint64_t bytes = 0;        // echoed bytes of those messages (one direction)
-    std::uint64_t connections = 0;  // connections opened during the measurement (churn)
-    std::uint64_t errors = 0;       // connections that failed
-    double seconds = 0;             // length of the measurement
-    LatencyHistogram latency;       // per message, first byte sent to last byte received
-    std::optional<Failure> failure; // the first error, which ended the run
-    bool interrupted = false;       // ended early by SIGINT or SIGTERM
+    std::uint64_t messages = 0; // measured messages whose echo came back complete and right
+    std::uint64_t bytes = 0;    // echoed bytes of those messages (one direction)
+    std::uint64_t connections_opened = 0;   // every connection the load opened, in any mode
+    std::uint64_t connections_measured = 0; // churn: the connections of measured messages
+    std::uint64_t errors = 0;               // connections that failed
+    std::optional<double> seconds;          // the measurement's length; none if nothing came back
+    LatencyHistogram latency;               // per message, first byte sent to last byte received
+    std::optional<Failure> failure;         // the first error, which ended the run
+    bool interrupted = false;               // ended early by SIGINT or SIGTERM
 
-    double messages_per_second() const { return seconds > 0 ? messages / seconds : 0; }
-    double mebibytes_per_second() const {
-        return seconds > 0 ? static_cast<double>(bytes) / (1024.0 * 1024.0) / seconds : 0;
-    }
-    double connections_per_second() const { return seconds > 0 ? connections / seconds : 0; }
+    std::optional<double> messages_per_second() const;
+    std::optional<double> mebibytes_per_second() const;
+    std::optional<double> connections_per_second() const; // churn only
     ExitCode exit_code() const { return failure ? failure->code() : ExitCode::ok; }
 };
 
-// Connects (throwing Failure like the other forms when no connection can be made), runs the load
-// on options.threads threads until the duration passes, the messages are done, SIGINT/SIGTERM
-// arrives or an error happens. Errors during the run are returned in the result, not thrown: the
-// report is printed either way. `progress_out` gets the progress line when options.progress.
+// Connects, runs the load on options.threads threads until the duration passes, the messages
+// are done, SIGINT/SIGTERM arrives or an error happens. Every error, a daemon that cannot be
+// reached included, is returned in the result, not thrown: the report is printed either way.
+// `progress_out` gets the progress display that options.progress asks for.
 BenchResult run_bench(const BenchOptions& options, std::ostream& progress_out);
 
+// The report for people: the figures, then the latency distribution.
 void print_bench_report(const BenchResult& result, std::ostream& out);
+// Exactly one JSON object on one line; null for what was not measured.
 void print_bench_json(const BenchResult& result, std::ostream& out);
 
 } // namespace uds_echo

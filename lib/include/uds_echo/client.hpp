@@ -1,34 +1,18 @@
-// Client operations of uds-echo (SPEC §5).
+// The echo forms of uds-echo: one message, a stream, and lines typed on a terminal.
 #pragma once
 
+#include "uds_echo/connect.hpp"
 #include "uds_echo/exit_codes.hpp"
-#include "uds_echo/paths.hpp"
 
-#include <chrono>
 #include <iosfwd>
 #include <string>
-#include <vector>
 
 namespace uds_echo {
 
-struct ClientOptions {
-    std::vector<std::string> socket_candidates; // tried in order, see client_socket_candidates()
-    std::chrono::milliseconds timeout{5000};    // connect, and each wait for a reply
-    bool quiet = false;
-};
-
-// Connects to the first candidate that answers and returns the connected descriptor (blocking
-// mode, close-on-exec). Retries while the daemon's listen backlog is full until the timeout.
-// Throws Failure with SPEC §5's code and message: 69 when no daemon is there (naming every path
-// tried, with the `systemctl start uds-echo.socket` hint for a missing socket, or the stale file
-// for a refused connection), 77 naming the socket's owner, group and mode, 75 on timeout, 71 for
-// any other error.
-int connect_to_daemon(const ClientOptions& options);
-
-// One-shot form: sends `message`, reads the same number of bytes back, writes them to `out`.
-// Returns ok if identical; throws Failure(data_error) naming the first differing byte offset (or
-// how many bytes came back before the daemon closed), and Failure for connection errors and
-// timeouts.
+// One-shot form: sends `message`, reads the same number of bytes back, writes them to `out`
+// (unless quiet). Returns ok if identical; throws Failure(data_error) naming the first differing
+// byte offset (or how many bytes came back before the daemon closed), and Failure for connection
+// errors and timeouts (see connect_to_daemon()).
 ExitCode echo_message(const ClientOptions& options, const std::string& message, std::ostream& out);
 
 // Streaming form: copies `input_fd` to the daemon and the echo to `output_fd` concurrently,
@@ -36,5 +20,11 @@ ExitCode echo_message(const ClientOptions& options, const std::string& message, 
 // a difference throws Failure(data_error) as above. A closed output (EPIPE) ends the run early
 // with ok. Throws Failure as above.
 ExitCode echo_stream(const ClientOptions& options, int input_fd, int output_fd);
+
+// Interactive form: reads lines from `in`, sends each (with its newline), prints the echo, until
+// end of input. When `greeting` is given, it first says there where it is connected and how to
+// leave. Throws Failure like the one-shot form.
+ExitCode echo_lines(const ClientOptions& options, std::istream& in, std::ostream& out,
+                    std::ostream* greeting);
 
 } // namespace uds_echo

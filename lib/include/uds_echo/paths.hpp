@@ -38,6 +38,9 @@ UserContext current_user();
 
 bool is_abstract(const std::string& path);
 
+// The directory part of `path`: "/" for "/name", "." for a bare name.
+std::string parent_directory(const std::string& path);
+
 // The default path for this user: /run/uds-echo/uds-echo.sock for root, else
 // $XDG_RUNTIME_DIR/uds-echo.sock, else /tmp/uds-echo-$UID/uds-echo.sock.
 std::string default_socket_path(const UserContext& user);
