@@ -116,6 +116,7 @@ BOOST_AUTO_TEST_CASE(symlink_to_a_stale_socket_is_refused) {
 
     RunResult result = run_failing_daemon(dir, DaemonOptions::at(link));
     check_one_line_error(result, exit_cannot_create);
+    BOOST_TEST(result.err.find("symbolic link") != std::string::npos, "stderr: " << result.err);
     BOOST_TEST(std::filesystem::is_symlink(link));
     BOOST_TEST(std::filesystem::read_symlink(link).string() == target);
     BOOST_TEST(is_socket_file(target));
