@@ -16,6 +16,9 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/intrusive/list.hpp>
+#include <boost/version.hpp>
+
+#include <sys/socket.h>
 
 #include <array>
 #include <cstring>
@@ -59,6 +62,36 @@ auto read_some_into(Socket& peer, FirstRead& first) {
                                     return asio::deferred.values(error ? 0 : received);
                                 }));
 }
+
+// A socket the accept loop made with accept4(SOCK_NONBLOCK | SOCK_CLOEXEC). Asio cannot know what
+// this code knows about such a descriptor, and pays two system calls per connection for it: an
+// ioctl(FIONBIO) before the first operation that could block, and an EPOLL_CTL_DEL before close,
+// because a descriptor it is given with assign() might have duplicates that keep the open file,
+// and its epoll registration, alive. This one is non-blocking already and has no duplicate, so
+// close() alone removes it from epoll. The flags live in Asio's implementation details, so this
+// is done only for the Boost version it was checked against; any other version takes the
+// documented path and the two system calls.
+class AcceptedSocket : public Socket {
+public:
+    explicit AcceptedSocket(asio::io_context& context)
+        : Socket(context) {}
+
+    void adopt(int fd) {
+        assign(asio::local::stream_protocol(), fd);
+#if BOOST_VERSION == 108100
+        namespace socket_ops = asio::detail::socket_ops;
+        auto& state = impl_.get_implementation().state_;
+        state = static_cast<socket_ops::state_type>(
+            (state | socket_ops::user_set_non_blocking | socket_ops::internal_non_blocking) &
+            ~socket_ops::possible_dup);
+#else
+        non_blocking(true);
+#endif
+    }
+};
+
+// At most this many connections are accepted in a row before the sessions get a turn.
+constexpr int accept_batch = 32;
 
 // How long the accept loop rests when the process or the system is out of descriptors (or
 // memory): the listener stays readable meanwhile, so retrying at once would spin at full CPU.
@@ -146,8 +179,12 @@ public:
         , events_(std::move(events))
         , acceptor_(context_)
         , resume_accepting_(context_) {
-        if (listener >= 0)
+        if (listener >= 0) {
             acceptor_.assign(asio::local::stream_protocol(), listener);
+            // accept4() must never block: a socket passed by systemd is blocking unless the unit
+            // says NonBlocking=yes, and another worker may take the connection that woke this one.
+            acceptor_.native_non_blocking(true);
+        }
     }
 
     ~Impl() {
@@ -221,23 +258,37 @@ public:
     }
 
 private:
+    // Accepts every pending connection with accept4() and waits for the listener to become
+    // readable only when there is none: one wake-up can bring many connections, and each costs one
+    // accept4() and no other system call before its session starts. Waiting after EAGAIN loses no
+    // connection because one thread runs this io_context: epoll is not polled between the accept4()
+    // that said EAGAIN and the wait that follows it, so the next arrival's event finds the wait.
     WorkerTask<void> accept_loop() {
-        // Accepted into, then moved into the session: a moved-from socket is as if newly
-        // constructed, so one object serves every accept. Accepting into a socket object (rather
-        // than the overload that returns one) also keeps the accept operation small: the new
-        // session's first read reuses its recycled block and holds it while the connection
-        // idles.
-        Socket socket(context_);
+        // Moved into the session after each accept: a moved-from socket is as if newly constructed.
+        AcceptedSocket socket(context_);
+        int accepted_in_a_row = 0;
         while (!draining_) {
             if (!shared_.slots.try_take(settings_.max_connections)) {
                 co_await wait_for_free_slot();
                 continue;
             }
-            auto [error] = co_await acceptor_.async_accept(socket, as_tuple_deferred);
-            if (error || draining_)
+            if (++accepted_in_a_row > accept_batch) {
+                accepted_in_a_row = 0;
+                co_await asio::post(context_, asio::deferred); // let the sessions run
+            }
+            const int fd = draining_ ? -1
+                                     : ::accept4(acceptor_.native_handle(), nullptr, nullptr,
+                                                 SOCK_NONBLOCK | SOCK_CLOEXEC);
+            const error_code error(fd < 0 ? errno : 0, asio::error::get_system_category());
+            if (fd < 0)
                 shared_.slots.give_back();
             if (draining_)
-                co_return; // the acceptor was closed, or the connection arrived too late
+                co_return; // the acceptor was closed
+            if (error == asio::error::would_block || error == asio::error::try_again) {
+                accepted_in_a_row = 0;
+                co_await acceptor_.async_wait(asio::socket_base::wait_read, as_tuple_deferred);
+                continue;
+            }
             if (is_resource_exhaustion(error)) {
                 // The pending connection stays in the backlog and the listener stays readable, so
                 // retrying at once would spin at full CPU. Logged once per episode, by whichever
@@ -256,6 +307,7 @@ private:
             }
             if (shared_.out_of_resources.exchange(false))
                 UDS_LOG(info) << "accepting connections again";
+            socket.adopt(fd);
             admit(std::move(socket));
         }
     }
@@ -324,8 +376,10 @@ private:
     WorkerTask<void> session(Connection connection) {
         connections_.push_back(connection);
         // Writes (and the reads of a burst) are tried directly; only when the kernel says they
-        // would block does the session wait through Asio.
-        connection.socket.non_blocking(true);
+        // would block does the session wait through Asio. Sockets from the accept loop are
+        // non-blocking already.
+        if (!connection.socket.non_blocking())
+            connection.socket.non_blocking(true);
         FirstRead first;
         for (;;) {
             // async_read_some lets Asio try the read at once when epoll has reported data, and

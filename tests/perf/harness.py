@@ -263,7 +263,9 @@ class Scenario:
 
 def bench_scenario(conns, size, pipeline, fields, extra=()):
     def run(ctx, srv):
-        args = ["-c", str(conns), "--size", str(size), "--pipeline", str(pipeline),
+        # Churn sends one message per connection: no pipeline depth to give.
+        depth = [] if "--churn" in extra else ["--pipeline", str(pipeline)]
+        args = ["-c", str(conns), "--size", str(size)] + depth + [
                 "-d", str(ctx.duration), "--warmup", str(ctx.warmup)] + list(extra)
         cpu_before, wall_before = srv.cpu(), time.monotonic()
         out = run_bench(ctx.client, srv.path, args, timeout=ctx.duration + ctx.warmup + 60)
