@@ -3,6 +3,8 @@
 // members, which post to the worker's io_context.
 #include "worker.hpp"
 
+#include "buffer_pool.hpp"
+
 #include "uds_echo/logging.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -96,53 +98,6 @@ constexpr int accept_batch = 32;
 // How long the accept loop rests when the process or the system is out of descriptors (or
 // memory): the listener stays readable meanwhile, so retrying at once would spin at full CPU.
 constexpr auto accept_backoff = std::chrono::milliseconds(100);
-
-// Read buffers lent to sessions only while they move data. An idle session holds none, so the
-// memory of an idle connection is its socket and its coroutine frame, and a busy worker reuses
-// the same few buffers for every message (no allocation per message).
-class BufferPool {
-public:
-    explicit BufferPool(std::size_t buffer_size)
-        : buffer_size_(buffer_size) {}
-
-    class Lease {
-    public:
-        Lease(BufferPool& pool, std::unique_ptr<char[]> buffer)
-            : pool_(pool)
-            , buffer_(std::move(buffer)) {}
-        Lease(const Lease&) = delete;
-        Lease& operator=(const Lease&) = delete;
-        ~Lease() { pool_.give_back(std::move(buffer_)); }
-
-        asio::mutable_buffer whole() { return {buffer_.get(), pool_.buffer_size_}; }
-        asio::const_buffer first(std::size_t size) const { return {buffer_.get(), size}; }
-
-    private:
-        BufferPool& pool_;
-        std::unique_ptr<char[]> buffer_;
-    };
-
-    Lease borrow() {
-        if (free_.empty())
-            return Lease(*this, std::make_unique_for_overwrite<char[]>(buffer_size_));
-        auto buffer = std::move(free_.back());
-        free_.pop_back();
-        return Lease(*this, std::move(buffer));
-    }
-
-private:
-    // Buffers beyond this many go back to the heap: a burst of blocked writers must not pin its
-    // peak memory forever.
-    static constexpr std::size_t max_free_buffers = 8;
-
-    void give_back(std::unique_ptr<char[]> buffer) {
-        if (free_.size() < max_free_buffers)
-            free_.push_back(std::move(buffer));
-    }
-
-    std::size_t buffer_size_;
-    std::vector<std::unique_ptr<char[]>> free_;
-};
 
 // One connection: its socket and what the worker knows of it. Frame: it is the session's
 // parameter, and its hook unlinks it from the worker's list when the frame ends.
