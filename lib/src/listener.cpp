@@ -164,6 +164,18 @@ std::optional<std::string> abstract_socket_name(int fd) {
     return "@" + std::string(address.sun_path + 1, name_length);
 }
 
+std::string bound_socket_name(int fd) {
+    if (auto name = abstract_socket_name(fd))
+        return *name;
+    sockaddr_un address{};
+    socklen_t length = sizeof address;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0 ||
+        address.sun_family != AF_UNIX || length <= offsetof(sockaddr_un, sun_path) ||
+        address.sun_path[0] == '\0')
+        return "an unnamed socket";
+    return std::string(address.sun_path, ::strnlen(address.sun_path, sizeof address.sun_path));
+}
+
 OwnedSocketFile::OwnedSocketFile(std::string path, dev_t device, ino_t inode)
     : path_(std::move(path))
     , device_(device)

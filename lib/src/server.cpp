@@ -7,6 +7,7 @@
 #include "uds_echo/listener.hpp"
 #include "uds_echo/logging.hpp"
 #include "uds_echo/systemd.hpp"
+#include "uds_echo/text.hpp"
 #include "worker.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -122,12 +123,16 @@ public:
         for (auto& worker : workers_)
             worker->start();
         if (socket_.connected) {
-            UDS_LOG(info) << "serving one connection passed by socket activation";
+            UDS_LOG(info) << "uds-echod " << UDS_ECHO_VERSION
+                          << " serving one connection passed by socket activation";
             workers_.front()->serve_connected(socket_.fd);
         } else {
-            UDS_LOG(info) << "serving with " << workers_.size() << " worker thread(s), up to "
-                          << config_.max_connections << " connections (descriptor limit "
-                          << descriptors << ")";
+            if (socket_.socket_activated)
+                UDS_LOG(info) << "listening on " << bound_socket_name(socket_.fd)
+                              << " (passed by socket activation)";
+            UDS_LOG(info) << "uds-echod " << UDS_ECHO_VERSION << " serving with " << workers_.size()
+                          << " worker thread(s), up to " << config_.max_connections
+                          << " connections (descriptor limit " << descriptors << ")";
             warn_if_anyone_may_connect();
         }
         asio::co_spawn(control_, handle_signals(), rethrow_failure);
@@ -334,10 +339,13 @@ private:
         return bytes;
     }
 
+    // Byte counts for people ("2.5 GiB"), with the exact number behind them for scripts.
     std::string statistics() const {
+        const auto bytes = bytes_echoed();
         return std::to_string(shared_.open.load()) + " open connection(s), " +
                std::to_string(shared_.accepted.load()) + " accepted, " + std::to_string(refused_) +
-               " refused, " + std::to_string(bytes_echoed()) + " bytes echoed";
+               " refused, " + byte_count_text(bytes) + " echoed (" + std::to_string(bytes) +
+               " bytes)";
     }
 
     void log_statistics(const char* what) { UDS_LOG(info) << what << ": " << statistics(); }

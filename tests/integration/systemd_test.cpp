@@ -126,10 +126,15 @@ BOOST_AUTO_TEST_CASE(adopts_passed_listening_socket_and_notifies) {
     // systemd-socket-activate starts the daemon at the first connection, as systemd does.
     BOOST_TEST(echo_through(socket, "activated") == "activated");
     BOOST_TEST(notify.wait_for("READY=1", 10s).has_value());
+    // The log names the socket it was given, as it does for one it creates.
+    BOOST_TEST(daemon.stderr_text().find("listening on " + socket) != std::string::npos,
+               daemon.stderr_text());
     BOOST_TEST(notify.wait_for("WATCHDOG=1", 5s).has_value());
     const auto status = notify.wait_for("STATUS=", 5s);
     BOOST_REQUIRE(status.has_value());
-    BOOST_TEST(status->find("bytes echoed") != std::string::npos, *status);
+    // "9 B echoed (9 bytes)": readable for people, exact for scripts.
+    BOOST_TEST(status->find(" echoed (") != std::string::npos, *status);
+    BOOST_TEST(status->find(" bytes)") != std::string::npos, *status);
 
     daemon.signal(SIGHUP);
     const auto reloading = notify.wait_for("RELOADING=1", 5s);

@@ -1,5 +1,5 @@
-// The daemon's listening socket (uds-echod(8), SOCKET FILE): safe creation of a socket file, and its removal on a
-// clean exit only while it is still the file this process created.
+// The daemon's listening socket (uds-echod(8), SOCKET FILE): safe creation of a socket file, and
+// its removal on a clean exit only while it is still the file this process created.
 #pragma once
 
 #include <sys/types.h>
@@ -55,5 +55,8 @@ Listener create_listener(const ListenerOptions& options);
 // The "@name" of the abstract socket `fd` is bound to; nullopt for a path socket or an unnamed
 // one. An abstract name has no file, so no mode or group restricts who may connect.
 std::optional<std::string> abstract_socket_name(int fd);
+
+// The path or "@name" `fd` is bound to, for the log; "an unnamed socket" when it has none.
+std::string bound_socket_name(int fd);
 
 } // namespace uds_echo
