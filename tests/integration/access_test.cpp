@@ -1,5 +1,5 @@
-// uds-echod access control (uds-echod(8), SECURITY): --allow-uid / --allow-gid through SO_PEERCRED. A
-// refused peer is closed before any byte is echoed and logged once with uid, gid and pid; a flood
+// uds-echod access control (uds-echod(8), SECURITY): --allow-uid / --allow-gid through SO_PEERCRED.
+// A refused peer is closed before any byte is echoed and logged once with uid, gid and pid; a flood
 // of refused peers is rate-limited in the log; SIGHUP applies new allow lists to new connections.
 // Tests that need a second identity fork a client that drops to another uid/gid: they run only as
 // root and are skipped with a message otherwise. The daemon listens on an abstract socket, which

@@ -30,14 +30,6 @@ using namespace uds_echo::test;
 
 namespace {
 
-constexpr int exit_ok = 0;
-constexpr int exit_usage = 64;
-constexpr int exit_data_error = 65;
-constexpr int exit_unavailable = 69;
-constexpr int exit_os_error = 71;
-constexpr int exit_timeout = 75;
-constexpr int exit_no_permission = 77;
-
 constexpr std::size_t MiB = 1024 * 1024;
 constexpr uid_t nobody = 65534;
 
@@ -52,10 +44,6 @@ RunResult run_client(std::vector<std::string> args, ProcessOptions options = {})
     if (options.environment.empty())
         options.environment = client_environment();
     return run(options, 60s);
-}
-
-bool contains(const std::string& text, const std::string& part) {
-    return text.find(part) != std::string::npos;
 }
 
 // One line on stderr, `uds-echo: ...`, and the expected exit code.

@@ -33,12 +33,6 @@ using namespace uds_echo::test;
 
 namespace {
 
-constexpr int exit_ok = 0;
-constexpr int exit_usage = 64;
-constexpr int exit_data_error = 65;
-constexpr int exit_unavailable = 69;
-constexpr int exit_timeout = 75;
-
 // Long enough for a loaded machine, short enough that a hang fails fast.
 constexpr auto run_limit = 15s;
 
@@ -47,10 +41,6 @@ RunResult run_client(const std::vector<std::string>& args, ProcessOptions option
     options.argv.insert(options.argv.end(), args.begin(), args.end());
     options.environment["UDS_ECHO_SOCKET"] = std::nullopt;
     return run(options, run_limit);
-}
-
-bool contains(const std::string& text, const std::string& part) {
-    return text.find(part) != std::string::npos;
 }
 
 void check_exit(const RunResult& result, int code) {

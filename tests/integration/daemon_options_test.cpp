@@ -1,5 +1,6 @@
-// uds-echod's command line and config file (docs/configuration.md): bad input is refused with one line and the
-// right exit code before anything starts; good input is applied with the documented precedence.
+// uds-echod's command line and config file (docs/configuration.md): bad input is refused with one
+// line and the right exit code before anything starts; good input is applied with the documented
+// precedence.
 #define BOOST_TEST_MODULE integration_daemon_options
 #include <boost/test/unit_test.hpp>
 
@@ -11,9 +12,6 @@
 using namespace uds_echo::test;
 
 namespace {
-
-constexpr int exit_usage = 64;
-constexpr int exit_config = 78;
 
 // Runs uds-echod to completion in a clean environment. When the arguments name no config file,
 // an empty one is added so that /etc/uds-echo/uds-echo.conf never plays a part; when they name no
@@ -50,10 +48,6 @@ void check_refused(const TempDir& dir, const RunResult& result, int code) {
     BOOST_TEST(result.err.ends_with("\n"), "stderr: " << result.err);
     BOOST_TEST(result.out.empty(), "stdout: " << result.out);
     BOOST_TEST(!path_exists(dir.file("s.sock")));
-}
-
-bool contains(const std::string& text, const std::string& part) {
-    return text.find(part) != std::string::npos;
 }
 
 } // namespace

@@ -20,8 +20,6 @@ namespace utf = boost::unit_test;
 
 namespace {
 
-constexpr int exit_no_permission = 77;
-
 struct RootOnly {
     boost::test_tools::assertion_result operator()(utf::test_unit_id) const {
         boost::test_tools::assertion_result result(::geteuid() == 0);

@@ -1,5 +1,5 @@
-// uds-echod and signals (uds-echod(8), SIGNALS): graceful shutdown with drain, the shutdown timeout, no new
-// connections while draining, SIGPIPE, and SIGHUP with a broken config file.
+// uds-echod and signals (uds-echod(8), SIGNALS): graceful shutdown with drain, the shutdown
+// timeout, no new connections while draining, SIGPIPE, and SIGHUP with a broken config file.
 #define BOOST_TEST_MODULE integration_signals
 #include <boost/test/unit_test.hpp>
 
@@ -315,9 +315,9 @@ std::optional<ExitStatus> exit_after_signal(Daemon& daemon, [[maybe_unused]] int
 }
 
 // Once a client can connect, the daemon is in service: a SIGTERM or SIGHUP from then on must be
-// handled (uds-echod(8)), not kill it by the default action with the socket file left behind. Catches a
-// window between listen() and the installation of the signal handlers; repeated because the
-// window is short.
+// handled (uds-echod(8)), not kill it by the default action with the socket file left behind.
+// Catches a window between listen() and the installation of the signal handlers; repeated because
+// the window is short.
 void signal_as_soon_as_connectable(const TempDir& dir, int signal_number) {
     DaemonOptions options;
     options.wait_ready = false;

@@ -21,10 +21,6 @@ using namespace uds_echo::test;
 
 namespace {
 
-constexpr int exit_cannot_create = 73;
-constexpr int exit_usage = 64;
-constexpr int exit_config = 78;
-
 // A socket file with nobody listening: bound, then closed (what a crashed daemon leaves).
 void make_stale_socket_file(const std::string& path) {
     Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));

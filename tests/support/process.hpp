@@ -12,6 +12,8 @@
 // Errors are reported by throwing std::runtime_error with a message; Boost.Test reports it.
 #pragma once
 
+#include "uds_echo/exit_codes.hpp"
+
 #include <sys/types.h>
 
 #include <chrono>
@@ -26,6 +28,22 @@
 #include <vector>
 
 namespace uds_echo::test {
+
+// The exit codes of both programs (docs/protocol.md), as the numbers a child's status carries.
+inline constexpr int exit_ok = to_int(ExitCode::ok);
+inline constexpr int exit_usage = to_int(ExitCode::usage);
+inline constexpr int exit_data_error = to_int(ExitCode::data_error);
+inline constexpr int exit_unavailable = to_int(ExitCode::unavailable);
+inline constexpr int exit_os_error = to_int(ExitCode::os_error);
+inline constexpr int exit_cannot_create = to_int(ExitCode::cannot_create);
+inline constexpr int exit_timeout = to_int(ExitCode::temp_failure);
+inline constexpr int exit_no_permission = to_int(ExitCode::no_permission);
+inline constexpr int exit_config = to_int(ExitCode::config);
+
+// True when `part` occurs in `text`: the tests' check of messages and logs.
+inline bool contains(std::string_view text, std::string_view part) {
+    return text.find(part) != std::string_view::npos;
+}
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;

@@ -4,6 +4,8 @@
 #define BOOST_TEST_MODULE config
 #include <boost/test/unit_test.hpp>
 
+#include "process.hpp"
+
 #include "uds_echo/config.hpp"
 #include "uds_echo/config_values.hpp"
 #include "uds_echo/paths.hpp"
@@ -19,6 +21,7 @@
 #include <string_view>
 
 using namespace uds_echo;
+using uds_echo::test::contains;
 using Args = std::vector<std::string>;
 
 namespace uds_echo {
@@ -100,10 +103,6 @@ Refusal client_refusal(const std::string& file) {
     }
     BOOST_FAIL("the file was accepted");
     return {};
-}
-
-bool contains(const std::string& text, const std::string& part) {
-    return text.find(part) != std::string::npos;
 }
 
 void check_usage_error(const Args& args, const std::string& expected_part) {
@@ -537,11 +536,10 @@ BOOST_AUTO_TEST_CASE(describe_prints_every_option_in_file_syntax) {
     const auto text = config.describe();
     for (const char* line :
          {"\nsocket = /tmp/d.sock\n", "\nsocket-mode = 0600\n", "\nsocket-group = 0\n",
-          "\nthreads = ", "\nmax-connections = 10000\n",
-          "\nmax-connections-per-uid = 1000\n", "\nidle-timeout = 0\n",
-          "\nexit-on-idle = 0\n", "\nshutdown-timeout = 5\n", "\nbuffer-size = 8192\n",
-          "\nallow-uid = 3,5\n", "\nallow-gid = 7\n", "\nlog-level = info\n",
-          "\nlog-format = journal\n"})
+          "\nthreads = ", "\nmax-connections = 10000\n", "\nmax-connections-per-uid = 1000\n",
+          "\nidle-timeout = 0\n", "\nexit-on-idle = 0\n", "\nshutdown-timeout = 5\n",
+          "\nbuffer-size = 8192\n", "\nallow-uid = 3,5\n", "\nallow-gid = 7\n",
+          "\nlog-level = info\n", "\nlog-format = journal\n"})
         BOOST_TEST(contains(text, line), line);
     const auto defaults = parse({}).describe();
     BOOST_TEST(contains(defaults, "\nsocket-group =\n"));
@@ -601,11 +599,26 @@ BOOST_AUTO_TEST_CASE(restart_and_runtime_differences) {
                boost::test_tools::per_element());
     BOOST_TEST(options_changed_at_runtime(before, restart).empty());
 
-    const auto runtime =
-        parse({"-s", "/tmp/a.sock", "--log-level", "error", "--log-format", "json",
-               "--max-connections", "5", "--max-connections-per-uid", "4", "--idle-timeout", "1",
-               "--exit-on-idle", "2", "--shutdown-timeout", "3", "--allow-uid", "0",
-               "--allow-gid", "0"});
+    const auto runtime = parse({"-s",
+                                "/tmp/a.sock",
+                                "--log-level",
+                                "error",
+                                "--log-format",
+                                "json",
+                                "--max-connections",
+                                "5",
+                                "--max-connections-per-uid",
+                                "4",
+                                "--idle-timeout",
+                                "1",
+                                "--exit-on-idle",
+                                "2",
+                                "--shutdown-timeout",
+                                "3",
+                                "--allow-uid",
+                                "0",
+                                "--allow-gid",
+                                "0"});
     // In --help order, like every list of options the daemon prints.
     const std::vector<std::string> runtime_names{"max-connections",  "max-connections-per-uid",
                                                  "idle-timeout",     "exit-on-idle",

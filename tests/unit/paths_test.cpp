@@ -1,7 +1,9 @@
-// Socket path resolution (docs/protocol.md, "Where the socket is"): precedence, defaults, limits, abstract names, private
-// directories.
+// Socket path resolution (docs/protocol.md, "Where the socket is"): precedence, defaults, limits,
+// abstract names, private directories.
 #define BOOST_TEST_MODULE paths
 #include <boost/test/unit_test.hpp>
+
+#include "process.hpp"
 
 #include "uds_echo/paths.hpp"
 
@@ -13,6 +15,7 @@
 #include <filesystem>
 
 using namespace uds_echo;
+using uds_echo::test::contains;
 
 namespace uds_echo {
 // How Boost.Test prints an exit code in a failed check.
@@ -47,10 +50,6 @@ std::string failure_message(Function function) {
     }
     BOOST_FAIL("no Failure was thrown");
     return {};
-}
-
-bool contains(const std::string& text, const std::string& part) {
-    return text.find(part) != std::string::npos;
 }
 
 // A fresh directory below the system temp dir, removed with everything in it.
