@@ -609,6 +609,22 @@ BOOST_AUTO_TEST_CASE(resumed_connections_count_against_max_connections) {
     BOOST_TEST(stop_daemon(next).exited_with(0));
 }
 
+// The allow lists of the new configuration apply to resumed peers: one no longer allowed is
+// closed and logged.
+BOOST_AUTO_TEST_CASE(resumed_peers_no_longer_allowed_are_closed) {
+    Service service;
+    auto& store = service.store;
+    auto old = service.start();
+    auto clients = clients_that_echoed(service.socket, 1, "x");
+    hand_over(old, store, 1);
+    const auto someone_else = std::to_string(::getuid() + 1);
+    auto next = service.start(store.stored(), {"--allow-uid", someone_else});
+    store.stored().clear();
+    BOOST_TEST(peer_closed(clients.front().get(), 10s));
+    BOOST_TEST(logged(next, "refused: not in allow-uid or allow-gid"), next.process.stderr_text());
+    BOOST_TEST(stop_daemon(next).exited_with(0));
+}
+
 // Without a restart (SIGTERM, and no service manager to say one follows) the daemon drains as
 // always: nothing is stored, a streaming client is echoed to the end.
 BOOST_AUTO_TEST_CASE(a_stop_drains_and_stores_nothing) {
