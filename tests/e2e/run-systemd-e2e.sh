@@ -5,7 +5,8 @@
 #
 # Boots a Debian root file system with systemd-nspawn, installs the built binaries and units in it
 # (the .deb from `cpack -G DEB` when BUILD_DIR has one, `cmake --install` otherwise) and checks
-# socket activation, notification, journald, reload, exit-on-idle, restart after a crash, the
+# socket activation, notification, journald, reload, exit-on-idle, restart after a crash,
+# connections kept through systemctl restart and drained by systemctl stop, the
 # socket's group and the Accept=yes pair, from the host through a socket directory shared with
 # the container. Prints PASS/FAIL per check and exits non-zero if any check failed.
 #
@@ -503,6 +504,69 @@ check_restart_after_kill() {
     return "$bad"
 }
 
+# Random data at about 200 KiB/s for $1 seconds: a client that keeps streaming while systemd
+# restarts or stops the service.
+paced_data() {
+    python3 -c '
+import os, sys, time
+end = time.monotonic() + float(sys.argv[1])
+while time.monotonic() < end:
+    sys.stdout.buffer.write(os.urandom(4096))
+    sys.stdout.buffer.flush()
+    time.sleep(0.02)
+' "$1"
+}
+
+# A client streaming paced data for $1 seconds through the service; exits 0 only when every byte
+# came back identical and the daemon then closed the connection (uds-echo(1)).
+streaming_client() {
+    paced_data "$1" | "$client" -t 30 -s "$sock" - >/dev/null
+}
+
+journal_count() {
+    inside journalctl --no-pager -u uds-echo.service -o cat | grep -c "$1" || true
+}
+
+check_restart_keeps_connections() {
+    local pids=() clients=20 i restarts=3 old_pid resumed_before resumed_after bad=0
+    host_echo "$sock" "activate" || return 1
+    resumed_before=$(journal_count "resuming $clients connection(s)")
+    for i in $(seq "$clients"); do
+        streaming_client 12 >"$work/restart-client-$i.log" 2>&1 &
+        pids+=($!)
+    done
+    sleep 1
+    for i in $(seq "$restarts"); do
+        old_pid=$(main_pid)
+        inside systemctl restart uds-echo.service || { echo "restart $i failed"; bad=1; }
+        eventually 10 service_is uds-echo.service active || { echo "not active after restart $i"; bad=1; }
+        [[ $(main_pid) != "$old_pid" ]] || { echo "restart $i kept MainPID $old_pid"; bad=1; }
+        sleep 2
+    done
+    for i in "${!pids[@]}"; do
+        wait "${pids[$i]}" || { bad=1; echo "client $((i + 1)) failed:"; cat "$work/restart-client-$((i + 1)).log"; }
+    done
+    resumed_after=$(journal_count "resuming $clients connection(s)")
+    echo "restarts that resumed all $clients connections: $((resumed_after - resumed_before)) of $restarts"
+    ((resumed_after - resumed_before == restarts)) || bad=1
+    return "$bad"
+}
+
+check_stop_drains_a_stream() {
+    local pid bad=0
+    host_echo "$sock" "activate" || return 1
+    streaming_client 3 >"$work/stop-client.log" 2>&1 &
+    pid=$!
+    sleep 1
+    inside systemctl stop uds-echo.service
+    wait "$pid" || { bad=1; echo "client failed:"; cat "$work/stop-client.log"; }
+    inside journalctl --no-pager -u uds-echo.service -o cat -n 20 | grep -q "stop (" ||
+        { echo "no stop line in the journal"; bad=1; }
+    # The socket starts it again.
+    host_echo "$sock" "after stop" || bad=1
+    return "$bad"
+}
+
 check_group_refused() {
     local client_inside gid status
     client_inside=$(inside sh -c 'command -v uds-echo') ||
@@ -564,6 +628,9 @@ check "exit-on-idle, then a new connection re-activates" check_exit_on_idle
 check "journal has debug lines at priority 7" check_journal_debug_priority
 restore_default_service >/dev/null 2>&1 || true
 check "kill -9 under load: restarted, every client echoed" check_restart_after_kill
+check "20 streams through 3 systemctl restarts: none cut, every byte verified" \
+    check_restart_keeps_connections
+check "systemctl stop drains a client streaming through it" check_stop_drains_a_stream
 check "a client outside the socket's group is refused" check_group_refused
 check "Accept=yes pair serves 10 concurrent clients" check_inetd_pair
 check "stopping removes the sockets" check_stop_removes_socket
