@@ -1,7 +1,6 @@
 #include "service_manager.hpp"
 
 #include <systemd/sd-bus.h>
-#include <systemd/sd-login.h>
 
 #include <charconv>
 #include <cstdint>
@@ -23,7 +22,11 @@ struct FreeCloser {
     void operator()(char* text) const { std::free(text); }
 };
 using Bus = std::unique_ptr<sd_bus, BusCloser>;
+struct MessageCloser {
+    void operator()(sd_bus_message* message) const { sd_bus_message_unref(message); }
+};
 using Text = std::unique_ptr<char, FreeCloser>;
+using Message = std::unique_ptr<sd_bus_message, MessageCloser>;
 
 // sd_bus_error freed whatever path the code takes.
 class BusError {
@@ -81,41 +84,43 @@ std::optional<std::size_t> store_room_from_environment() {
 }
 
 StopIntent ask_service_manager() {
-    char* unit_name = nullptr;
-    if (const int result = sd_pid_get_unit(0, &unit_name); result < 0)
-        return stop(std::string("not in a systemd unit (") + std::strerror(-result) + ")");
-    const Text unit(unit_name);
-
     sd_bus* raw_bus = nullptr;
     if (const int result = sd_bus_open_system(&raw_bus); result < 0)
         return stop(std::string("cannot reach the system bus: ") + std::strerror(-result));
     const Bus bus(raw_bus);
     sd_bus_set_method_call_timeout(bus.get(), call_timeout_usec);
 
-    char* path_text = nullptr;
+    // The unit of this process, as systemd knows it from the bus's credentials of the caller (pid
+    // 0). Not sd_pid_get_unit(3): it reads /proc/1/cgroup, which ProtectProc=invisible hides.
+    BusError unit_error;
+    sd_bus_message* raw_unit_reply = nullptr;
     if (const int result =
-            sd_bus_path_encode("/org/freedesktop/systemd1/unit", unit.get(), &path_text);
+            sd_bus_call_method(bus.get(), systemd_service, "/org/freedesktop/systemd1",
+                               "org.freedesktop.systemd1.Manager", "GetUnitByPID", unit_error.get(),
+                               &raw_unit_reply, "u", std::uint32_t{0});
         result < 0)
-        return stop(std::string("cannot name the unit's object: ") + std::strerror(-result));
-    const Text unit_path(path_text);
+        return stop("not in a systemd unit (" + unit_error.describe(result) + ")");
+    const Message unit_reply(raw_unit_reply);
+    const char* path = nullptr;
+    if (const int result = sd_bus_message_read(unit_reply.get(), "o", &path); result < 0)
+        return stop(std::string("unexpected unit reply: ") + std::strerror(-result));
+    const std::string unit_path = path;
 
     // Job: (uo), the queued job's number (0: none) and object.
     BusError job_error;
     sd_bus_message* raw_reply = nullptr;
-    if (const int result = sd_bus_get_property(bus.get(), systemd_service, unit_path.get(),
+    if (const int result = sd_bus_get_property(bus.get(), systemd_service, unit_path.c_str(),
                                                "org.freedesktop.systemd1.Unit", "Job",
                                                job_error.get(), &raw_reply, "(uo)");
         result < 0)
-        return stop("cannot read the job of " + std::string(unit.get()) + ": " +
-                    job_error.describe(result));
-    std::unique_ptr<sd_bus_message, decltype(&sd_bus_message_unref)> reply(raw_reply,
-                                                                           sd_bus_message_unref);
+        return stop("cannot read the job of " + unit_path + ": " + job_error.describe(result));
+    const Message reply(raw_reply);
     std::uint32_t job_id = 0;
     const char* job_path = nullptr;
     if (const int result = sd_bus_message_read(reply.get(), "(uo)", &job_id, &job_path); result < 0)
         return stop(std::string("unexpected job property: ") + std::strerror(-result));
     if (job_id == 0)
-        return stop("no job queued for " + std::string(unit.get()));
+        return stop("no job queued for " + unit_path);
 
     BusError type_error;
     char* type_text = nullptr;
@@ -127,16 +132,15 @@ StopIntent ask_service_manager() {
     const Text type(type_text);
     const std::string job_type = type.get();
     if (!is_restart(job_type))
-        return stop("the job queued for " + std::string(unit.get()) + " is a " + job_type);
+        return stop("the job queued for " + unit_path + " is a " + job_type);
     auto room = store_room_from_environment();
     if (!room)
-        room = store_room(bus.get(), unit_path.get());
+        room = store_room(bus.get(), unit_path.c_str());
     // Storing more than the store takes would have systemd close the rest: with no size known,
     // drain.
     if (!room)
         return stop("a restart, but the size of the file descriptor store cannot be read");
-    return StopIntent{true, room,
-                      "the job queued for " + std::string(unit.get()) + " is a " + job_type};
+    return StopIntent{true, room, "the job queued for " + unit_path + " is a " + job_type};
 }
 
 } // namespace uds_echo
