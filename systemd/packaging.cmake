@@ -27,11 +27,8 @@ set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS OFF)
 # systemd-sysusers creates the uds-echo group in postinst; without systemd the script falls back
-# to groupadd, and the daemon runs fine without systemd. A restart keeps connections only when the
-# daemon can ask systemd over the system bus (dbus) whether a restart is under way, and the bus
-# admits its dynamic user only when the user's uid resolves, which is what libnss-systemd does.
-# Without them a restart drains, as a stop does.
-set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "systemd, dbus, libnss-systemd")
+# to groupadd, and the daemon runs fine without systemd.
+set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "systemd")
 # deb-systemd-helper and deb-systemd-invoke for the maintainer scripts, as debhelper adds them.
 # procps: /bin/kill, which the service's ExecReload= runs.
 set(CPACK_DEBIAN_PACKAGE_DEPENDS "init-system-helpers (>= 1.54~), procps")
