@@ -34,9 +34,12 @@ int run(const std::vector<std::string>& args) {
     std::signal(SIGPIPE, SIG_IGN);
 
     // A socket passed by systemd wins over creating one; the file it may have belongs to systemd.
-    if (const auto activated = take_activated_socket()) {
-        Server server(std::move(config), ServerSocket{activated->fd, !activated->listening, true},
-                      args);
+    auto passed = take_passed_descriptors();
+    if (const auto activated = passed.socket) {
+        Server server(
+            std::move(config),
+            ServerSocket{activated->fd, !activated->listening, true, std::move(passed.resumed)},
+            args);
         return to_int(server.run());
     }
     if (config.exit_on_idle.count() > 0)
@@ -45,7 +48,8 @@ int run(const std::vector<std::string>& args) {
         create_listener(ListenerOptions{config.socket_path, config.socket_mode, config.socket_group,
                                         is_private_tmp_path(config.socket_path, current_user())});
     UDS_LOG(info) << "listening on " << config.socket_path;
-    Server server(std::move(config), ServerSocket{listener.fd, false, false}, args);
+    Server server(std::move(config),
+                  ServerSocket{listener.fd, false, false, std::move(passed.resumed)}, args);
     return to_int(server.run());
 }
 

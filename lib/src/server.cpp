@@ -3,6 +3,7 @@
 // the watchdog, and, when the time comes, the shutdown. The connections live in worker.cpp.
 #include "uds_echo/server.hpp"
 
+#include "service_manager.hpp"
 #include "uds_echo/access.hpp"
 #include "uds_echo/listener.hpp"
 #include "uds_echo/logging.hpp"
@@ -26,6 +27,7 @@
 #include <csignal>
 #include <cstring>
 #include <exception>
+#include <limits>
 #include <memory>
 #include <system_error>
 
@@ -60,7 +62,7 @@ rlim_t raise_descriptor_limit() {
 sigset_t server_signals() {
     sigset_t signals;
     sigemptyset(&signals);
-    for (int signal_number : {SIGTERM, SIGINT, SIGHUP, SIGUSR1})
+    for (int signal_number : {SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2})
         sigaddset(&signals, signal_number);
     return signals;
 }
@@ -92,13 +94,14 @@ public:
     Impl(DaemonConfig config, ServerSocket socket, std::vector<std::string> args)
         : config_(std::move(config))
         , args_(std::move(args))
-        , socket_(socket)
+        , socket_(std::move(socket))
         , signals_(control_, SIGTERM, SIGINT, SIGHUP)
         , all_drained_(control_)
         , status_timer_(control_)
         , watchdog_timer_(control_)
         , refusal_summary_timer_(control_) {
         signals_.add(SIGUSR1);
+        signals_.add(SIGUSR2);
         // One connection needs one worker, whatever --threads says.
         const unsigned worker_count = socket_.connected ? 1 : config_.threads;
         WorkerEvents events{
@@ -120,6 +123,9 @@ public:
 
     ExitCode run() {
         const auto descriptors = raise_descriptor_limit();
+        // Before the accept loops, which take slots too: resumed connections come first.
+        if (!socket_.connected)
+            resume_handed_connections();
         for (auto& worker : workers_)
             worker->start();
         if (socket_.connected) {
@@ -175,12 +181,13 @@ private:
             switch (signal_number) {
             case SIGTERM:
             case SIGINT:
+            case SIGUSR2:
                 if (stopping_) {
                     UDS_LOG(warning)
                         << strsignal(signal_number) << " again: closing all connections now";
                     force_close_all();
                 } else {
-                    begin_shutdown(strsignal(signal_number));
+                    begin_shutdown(strsignal(signal_number), stop_intent(signal_number));
                 }
                 break;
             case SIGHUP:
@@ -193,18 +200,97 @@ private:
         }
     }
 
-    void begin_shutdown(const std::string& reason) {
+    // The connections a previous process handed over, spread over the workers.
+    void resume_handed_connections() {
+        auto& resumed = socket_.resumed;
+        if (resumed.empty())
+            return;
+        UDS_LOG(info) << "resuming " << resumed.size()
+                      << " connection(s) handed over by the previous process";
+        give_to_workers(std::move(resumed), config_.max_connections);
+        resumed.clear();
+    }
+
+    // Each connection takes a slot here, up to `limit`; one beyond it is closed and logged.
+    void give_to_workers(std::vector<HandedConnection> connections, unsigned limit) {
+        std::vector<std::vector<HandedConnection>> shares(workers_.size());
+        std::size_t next = 0;
+        for (auto& connection : connections) {
+            if (!shared_.slots.try_take(limit)) {
+                log_refused(++shared_.accepted,
+                            peer_credentials(connection.fd.get()).value_or(PeerCredentials{}),
+                            "resumed beyond max-connections");
+                continue;
+            }
+            shares[next++ % shares.size()].push_back(std::move(connection));
+        }
+        for (std::size_t i = 0; i < workers_.size(); ++i)
+            if (!shares[i].empty())
+                workers_[i]->resume(std::move(shares[i]));
+    }
+
+    // SIGTERM asks systemd whether a restart follows; SIGUSR2 says so itself (uds-echod(8));
+    // SIGINT is always a stop. A handover needs a store to hand over to.
+    StopIntent stop_intent(int signal_number) const {
+        if (signal_number == SIGINT || socket_.connected)
+            return StopIntent{};
+        if (!notifier_.enabled())
+            return StopIntent{false, std::nullopt,
+                              "no file descriptor store (NOTIFY_SOCKET unset)"};
+        if (signal_number == SIGUSR2)
+            return StopIntent{true, store_room_from_environment(), "asked for by SIGUSR2"};
+        return ask_service_manager();
+    }
+
+    void begin_shutdown(const std::string& reason, StopIntent intent = {}) {
         if (stopping_)
             return;
         stopping_ = true;
-        asio::co_spawn(control_, shutdown(reason), rethrow_failure);
+        asio::co_spawn(control_, shutdown(reason, std::move(intent)), rethrow_failure);
+    }
+
+    // A restart: the sessions let go of their connections, which go to the file descriptor store
+    // with their unsent bytes. What the store does not take is given back to the workers, to be
+    // drained as at a stop.
+    // Returns how many connections were given back to be drained.
+    asio::awaitable<std::size_t> hand_over(const std::string& reason, const StopIntent& intent) {
+        UDS_LOG(info) << reason << ": restart (" << intent.reason << "); handing "
+                      << shared_.open.load()
+                      << " open connection(s) over to the file descriptor store";
+        workers_draining_ = workers_.size();
+        for (auto& worker : workers_)
+            worker->begin_handover();
+        // Sessions let go as soon as their cancelled operations complete; the deadline only
+        // guards against a session that does not, whose connection is then closed (and counted
+        // as cut).
+        co_await wait_for_workers();
+        std::vector<HandedConnection> handed;
+        for (auto& worker : workers_)
+            for (auto& connection : worker->take_handed())
+                handed.push_back(std::move(connection));
+        const auto total = handed.size();
+        auto refused = store_connections(std::move(handed), intent.store_room);
+        UDS_LOG(info) << "handed over " << total - refused.size()
+                      << " connection(s) to the file descriptor store; draining " << refused.size();
+        const auto given_back = refused.size();
+        // Drained whatever the limit: they were open before, and must not be closed now.
+        give_to_workers(std::move(refused), std::numeric_limits<unsigned>::max());
+        co_return given_back;
     }
 
     // Stop accepting, let the open sessions finish for at most --shutdown-timeout, then close what
-    // is left; and end every other coroutine of this thread, so that run() returns.
-    asio::awaitable<void> shutdown(std::string reason) {
+    // is left; and end every other coroutine of this thread, so that run() returns. At a restart
+    // the connections are handed over first, and only those the store does not take are drained.
+    asio::awaitable<void> shutdown(std::string reason, StopIntent intent) {
         notifier_.stopping();
-        const auto open = shared_.open.load();
+        std::size_t open = 0;
+        if (intent.restart) {
+            open = co_await hand_over(reason, intent);
+        } else {
+            if (!intent.reason.empty())
+                UDS_LOG(info) << reason << ": stop (" << intent.reason << ")";
+            open = shared_.open.load();
+        }
         if (open == 0)
             UDS_LOG(info) << reason << ": no open connections; exiting";
         else
@@ -216,14 +302,7 @@ private:
         workers_draining_ = workers_.size();
         for (auto& worker : workers_)
             worker->begin_drain();
-        // on_worker_drained() cancels the wait when the last worker is done.
-        all_drained_.expires_after(config_.shutdown_timeout);
-        co_await all_drained_.async_wait(as_tuple_awaitable);
-        if (workers_draining_ > 0) {
-            force_close_all();
-            all_drained_.expires_at(Clock::time_point::max());
-            co_await all_drained_.async_wait(as_tuple_awaitable);
-        }
+        co_await wait_for_workers();
         std::uint64_t cut = 0;
         for (const auto& worker : workers_)
             cut += worker->connections_cut();
@@ -235,6 +314,19 @@ private:
         status_timer_.cancel();
         watchdog_timer_.cancel();
         refusal_summary_timer_.cancel();
+    }
+
+    // Until every worker has reported `drained`, for at most --shutdown-timeout; then the
+    // connections still open are closed, and the wait goes on until their sessions have ended.
+    // on_worker_drained() cancels the wait when the last worker is done.
+    asio::awaitable<void> wait_for_workers() {
+        all_drained_.expires_after(config_.shutdown_timeout);
+        co_await all_drained_.async_wait(as_tuple_awaitable);
+        if (workers_draining_ > 0) {
+            force_close_all();
+            all_drained_.expires_at(Clock::time_point::max());
+            co_await all_drained_.async_wait(as_tuple_awaitable);
+        }
     }
 
     void force_close_all() {
@@ -423,7 +515,7 @@ private:
 };
 
 Server::Server(DaemonConfig config, ServerSocket socket, std::vector<std::string> args)
-    : impl_(std::make_unique<Impl>(std::move(config), socket, std::move(args))) {}
+    : impl_(std::make_unique<Impl>(std::move(config), std::move(socket), std::move(args))) {}
 
 Server::~Server() = default;
 

@@ -5,30 +5,56 @@
 
 #include <systemd/sd-daemon.h>
 
+#include <unistd.h>
+
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
 
 namespace uds_echo {
 
-std::optional<ActivatedSocket> take_activated_socket() {
+PassedDescriptors take_passed_descriptors() {
     // unset_environment=1: the variables describe this process only (LISTEN_PID is checked by
     // libsystemd), and a child must not believe they are meant for it.
-    const int count = sd_listen_fds(1);
+    char** raw_names = nullptr;
+    const int count = sd_listen_fds_with_names(1, &raw_names);
     if (count < 0)
         throw Failure(ExitCode::config, std::string("invalid socket activation environment: ") +
                                             std::strerror(-count));
-    if (count == 0)
-        return std::nullopt;
-    if (count > 1)
-        throw Failure(ExitCode::config, "socket activation passed " + std::to_string(count) +
+    // Without LISTEN_FDNAMES every name is "unknown".
+    std::vector<std::string> names;
+    for (int i = 0; i < count; ++i) {
+        names.emplace_back(raw_names != nullptr && raw_names[i] != nullptr ? raw_names[i] : "");
+        std::free(raw_names != nullptr ? raw_names[i] : nullptr);
+    }
+    std::free(raw_names);
+
+    PassedDescriptors passed;
+    PassedHandover handover;
+    std::vector<int> sockets;
+    for (int i = 0; i < count; ++i) {
+        const int fd = SD_LISTEN_FDS_START + i;
+        if (!handover.take(fd, names[static_cast<std::size_t>(i)]))
+            sockets.push_back(fd);
+    }
+    passed.resumed = handover.finish();
+    if (sockets.size() > 1) {
+        for (const int fd : sockets)
+            ::close(fd);
+        throw Failure(ExitCode::config, "socket activation passed " +
+                                            std::to_string(sockets.size()) +
                                             " sockets; uds-echod serves exactly one");
-    const int fd = SD_LISTEN_FDS_START;
+    }
+    if (sockets.empty())
+        return passed;
+    const int fd = sockets.front();
     if (sd_is_socket_unix(fd, SOCK_STREAM, -1, nullptr, 0) <= 0)
         throw Failure(ExitCode::config,
-                      "the socket passed by socket activation (fd 3) is not an AF_UNIX stream "
-                      "socket; check ListenStream= in the .socket unit");
-    return ActivatedSocket{fd, sd_is_socket_unix(fd, SOCK_STREAM, 1, nullptr, 0) > 0};
+                      "the socket passed by socket activation (fd " + std::to_string(fd) +
+                          ") is not an AF_UNIX stream socket; check ListenStream= in the .socket "
+                          "unit");
+    passed.socket = ActivatedSocket{fd, sd_is_socket_unix(fd, SOCK_STREAM, 1, nullptr, 0) > 0};
+    return passed;
 }
 
 ServiceNotifier::ServiceNotifier() {

@@ -22,11 +22,16 @@
 
 #include <sys/socket.h>
 
+#include <sys/socket.h>
+
 #include <array>
+#include <cerrno>
 #include <cstring>
 #include <optional>
 #include <string>
 #include <thread>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace uds_echo {
@@ -198,6 +203,7 @@ public:
     // passed by systemd keeps them for the next start) and finishes when the last session ends.
     void begin_drain() {
         draining_ = true;
+        handing_over_ = false; // after a handover: what was given back is drained
         error_code ignored;
         acceptor_.close(ignored);
         resume_accepting_.cancel();
@@ -211,6 +217,40 @@ public:
             connection.socket.close(ignored);
         }
     }
+
+    // A restart: no new connections, and every session stops where it is. The cancelled reads
+    // end at once; a cancelled write leaves its unwritten bytes with the connection. Each session
+    // then lets go of its connection (let_go()).
+    void begin_handover() {
+        handing_over_ = true;
+        draining_ = true;
+        error_code ignored;
+        acceptor_.close(ignored);
+        resume_accepting_.cancel();
+        for (auto& connection : connections_)
+            connection.socket.cancel(ignored);
+        finish_if_drained();
+    }
+
+    void resume(std::vector<HandedConnection> connections) {
+        // Given back after a handover: the sessions are served here again, until the drain.
+        handing_over_ = false;
+        handover_reported_ = false;
+        for (auto& connection : connections) {
+            Socket socket(context_);
+            error_code error;
+            socket.assign(asio::local::stream_protocol(), connection.fd.get(), error);
+            if (error) {
+                UDS_LOG(error) << "cannot resume a connection: " << error.message();
+                shared_.slots.give_back();
+                continue;
+            }
+            connection.fd.release();
+            admit(std::move(socket), std::move(connection.unsent));
+        }
+    }
+
+    std::vector<HandedConnection> take_handed() { return std::move(handed_); }
 
 private:
     // Accepts every pending connection with accept4() and waits for the listener to become
@@ -281,7 +321,7 @@ private:
 
     // Checks the peer against the allow lists and starts its session. A refused peer is closed
     // before a byte of it is read.
-    void admit(Socket socket) {
+    void admit(Socket socket, std::string unsent = {}) {
         const auto id = ++shared_.accepted;
         std::optional<PeerCredentials> peer;
         if (settings_.needs_credentials())
@@ -303,26 +343,31 @@ private:
         }
         UDS_LOG(debug) << describe_peer(id, peer) << " accepted";
         shared_.open.fetch_add(1);
+        ++live_sessions_;
         // Frame: the handler lives as long as the session; it keeps the number the debug line
         // above ties to the peer, and the uid whose count to give back.
-        asio::co_spawn(context_, session(Connection(std::move(socket), tick_)),
-                       [id, counted_uid, this](std::exception_ptr failure) {
-                           // The one place where a session's unexpected failure is reported.
-                           if (failure) {
-                               try {
-                                   std::rethrow_exception(failure);
-                               } catch (const std::exception& error) {
-                                   UDS_LOG(error)
-                                       << "connection " << id << " failed: " << error.what();
-                               }
-                           }
-                           if (counted_uid)
-                               shared_.uid_counts.remove(*counted_uid);
-                           shared_.open.fetch_sub(1);
-                           shared_.slots.give_back();
-                           events_.session_ended();
-                           finish_if_drained();
-                       });
+        auto ended = [id, counted_uid, this](std::exception_ptr failure) {
+            // The one place where a session's unexpected failure is reported.
+            if (failure) {
+                try {
+                    std::rethrow_exception(failure);
+                } catch (const std::exception& error) {
+                    UDS_LOG(error) << "connection " << id << " failed: " << error.what();
+                }
+            }
+            if (counted_uid)
+                shared_.uid_counts.remove(*counted_uid);
+            shared_.open.fetch_sub(1);
+            --live_sessions_;
+            shared_.slots.give_back();
+            events_.session_ended();
+            finish_if_drained();
+        };
+        if (unsent.empty())
+            asio::co_spawn(context_, session(Connection(std::move(socket), tick_)),
+                           std::move(ended));
+        else
+            write_unsent_then_serve(std::move(socket), std::move(unsent), std::move(ended));
     }
 
     // The life of one connection: read what the client sent, write it back, until the client
@@ -336,20 +381,80 @@ private:
         if (!connection.socket.non_blocking())
             connection.socket.non_blocking(true);
         FirstRead first;
-        for (;;) {
+        while (!handing_over_) {
             // async_read_some lets Asio try the read at once when epoll has reported data, and
             // costs no epoll_ctl when it must wait: one epoll_wait, one read and one write per
             // small message, like a hand-written epoll loop.
             const std::size_t received = co_await read_some_into(connection.socket, first);
             // End of file: everything received has been echoed, and closing the socket (when
             // the frame ends) sends the client its end of file. Any other error: reset by the
-            // client, or closed by the idle sweep or a forced stop.
+            // client, closed by the idle sweep or a forced stop, or cancelled for a handover.
             if (received == 0)
-                co_return;
+                break;
             connection.last_activity_tick = tick_;
             if (!co_await echo_read(connection.socket, first, received))
-                co_return;
+                break;
         }
+        let_go(connection);
+    }
+
+    // A connection handed over at a restart whose client had not read everything echoed to it:
+    // those bytes are written first (a plain completion handler, no coroutine frame), then it is
+    // a session like any other. Listed with the sessions meanwhile, so that a drain, a forced
+    // close or another handover reaches it. `ended` is the session's completion handler.
+    template <typename Ended>
+    void write_unsent_then_serve(Socket socket, std::string unsent, Ended ended) {
+        auto pending = std::make_unique<Connection>(std::move(socket), tick_);
+        connections_.push_back(*pending);
+        pending->socket.non_blocking(true);
+        auto bytes = std::make_unique<std::string>(std::move(unsent));
+        const auto data = asio::buffer(*bytes);
+        auto& socket_of_pending = pending->socket; // named before the handler takes `pending`
+        asio::async_write(
+            socket_of_pending, data,
+            [this, pending = std::move(pending), bytes = std::move(bytes),
+             ended = std::move(ended)](error_code error, std::size_t written) mutable {
+                if (error) {
+                    if (handing_over_ && error == asio::error::operation_aborted)
+                        keep_unsent(pending->socket, asio::buffer(*bytes) + written);
+                    let_go(*pending);
+                    pending.reset(); // closes the socket unless it was let go
+                    ended(nullptr);
+                    return;
+                }
+                bytes_echoed_.store(bytes_echoed_.load(std::memory_order_relaxed) + written,
+                                    std::memory_order_relaxed);
+                asio::co_spawn(context_, session(Connection(std::move(pending->socket), tick_)),
+                               std::move(ended));
+            });
+    }
+
+    // At the end of a session during a handover: the connection goes to the handed-over list
+    // instead of being closed, unless it is closed already or its client has gone (nothing to
+    // resume: everything it sent was echoed).
+    void let_go(Connection& connection) {
+        if (!handing_over_ || !connection.socket.is_open())
+            return;
+        std::string unsent;
+        if (const auto saved = unsent_.find(connection.socket.native_handle());
+            saved != unsent_.end()) {
+            unsent = std::move(saved->second);
+            unsent_.erase(saved);
+        }
+        if (unsent.empty() && !peer_still_there(connection.socket.native_handle()))
+            return;
+        error_code error;
+        const int fd = connection.socket.release(error);
+        if (!error)
+            handed_.push_back(HandedConnection{FileDescriptor(fd), std::move(unsent)});
+    }
+
+    // False when the client has closed its side or the connection failed: a non-blocking peek
+    // that finds an end of file or an error.
+    static bool peer_still_there(int fd) {
+        char byte;
+        const auto peeked = ::recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+        return peeked > 0 || (peeked < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
     }
 
     // Echoes what a read put into `first`. A full `first` means more is probably waiting: that
@@ -370,10 +475,18 @@ private:
             co_return false; // EPIPE, ECONNRESET
         const std::size_t done = error ? 0 : sent;
         if (done < data.size()) {
-            auto [write_error, ignored] =
-                co_await asio::async_write(peer, data + done, as_tuple_deferred);
-            if (write_error)
+            // A handover does not wait for a slow client: the rest goes with the connection.
+            if (handing_over_) {
+                keep_unsent(peer, data + done);
                 co_return false;
+            }
+            auto [write_error, written] =
+                co_await asio::async_write(peer, data + done, as_tuple_deferred);
+            if (write_error) {
+                if (handing_over_ && write_error == asio::error::operation_aborted)
+                    keep_unsent(peer, data + done + written);
+                co_return false;
+            }
         }
         bytes_echoed_.store(bytes_echoed_.load(std::memory_order_relaxed) + data.size(),
                             std::memory_order_relaxed);
@@ -396,7 +509,7 @@ private:
             filled += error ? 0 : received;
             if (!co_await echo(peer, lease.first(filled)))
                 co_return false;
-            if (error || filled < whole.size())
+            if (error || filled < whole.size() || handing_over_)
                 co_return true;
             filled = 0;
         }
@@ -429,9 +542,18 @@ private:
         }
     }
 
+    void keep_unsent(Socket& peer, asio::const_buffer data) {
+        unsent_[peer.native_handle()].assign(static_cast<const char*>(data.data()), data.size());
+    }
+
     void finish_if_drained() {
-        if (!draining_ || !connections_.empty() || finished_)
+        if (!draining_ || !connections_.empty() || live_sessions_ > 0 || finished_)
             return;
+        if (handing_over_) {
+            if (!std::exchange(handover_reported_, true))
+                events_.drained();
+            return;
+        }
         finished_ = true;
         if (housekeeping_timer_ != nullptr)
             housekeeping_timer_->cancel();
@@ -448,6 +570,12 @@ private:
     std::uint64_t tick_ = 0;
     bool draining_ = false;
     bool finished_ = false;
+    // Restart: sessions let go of their connections into handed_ instead of closing them.
+    bool handing_over_ = false;
+    bool handover_reported_ = false;
+    std::size_t live_sessions_ = 0; // spawned and not ended (a spawned session starts later)
+    std::unordered_map<int, std::string> unsent_; // by descriptor, during a handover
+    std::vector<HandedConnection> handed_;
     std::atomic<std::uint64_t> bytes_echoed_{0};
     std::atomic<std::uint64_t> cut_{0};
     std::atomic<std::uint64_t> heartbeat_{0};
@@ -495,6 +623,20 @@ void Worker::begin_drain() {
 
 void Worker::force_close() {
     impl_->post([this] { impl_->force_close(); });
+}
+
+void Worker::begin_handover() {
+    impl_->post([this] { impl_->begin_handover(); });
+}
+
+void Worker::resume(std::vector<HandedConnection> connections) {
+    impl_->post([this, connections = std::move(connections)]() mutable {
+        impl_->resume(std::move(connections));
+    });
+}
+
+std::vector<HandedConnection> Worker::take_handed() {
+    return impl_->take_handed();
 }
 
 void Worker::post_heartbeat(std::uint64_t beat) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "uds_echo/access.hpp"
+#include "uds_echo/handover.hpp"
 
 #include <sys/types.h>
 
@@ -15,6 +16,7 @@
 #include <memory>
 #include <mutex>
 #include <unordered_map>
+#include <vector>
 
 namespace uds_echo {
 
@@ -94,7 +96,9 @@ struct SharedState {
 
 // What a worker reports to the control side. The callbacks run on the worker's thread.
 struct WorkerEvents {
-    std::function<void()> drained; // after begin_drain(), the last session has ended
+    // After begin_drain(), the last session has ended; after begin_handover(), the last session
+    // has let go of its connection.
+    std::function<void()> drained;
     std::function<void(std::uint64_t id, PeerCredentials, const char* reason)> refused;
     std::function<void()> session_ended;
 };
@@ -122,12 +126,24 @@ public:
     // when the last session has ended.
     void begin_drain();
     void force_close(); // closes every open connection; they count as cut
+    // A restart: stops accepting, as begin_drain(), and makes every session stop reading and let
+    // go of its connection with the bytes it could not write back yet (take_handed()). Reports
+    // `drained` when the last session has let go; the worker then waits for resume() (the
+    // connections the store did not take) and begin_drain().
+    void begin_handover();
+    // Serves connections handed over by a previous process, or given back after a handover the
+    // store refused: their unsent bytes first, then as any session. The caller has taken a slot
+    // for each (--max-connections); the allow lists and the per-uid cap apply as to a new
+    // connection.
+    void resume(std::vector<HandedConnection> connections);
     void post_heartbeat(std::uint64_t beat);
 
     // Thread-safe readings.
     std::uint64_t bytes_echoed() const;
     std::uint64_t connections_cut() const;
     std::uint64_t heartbeat() const; // the last beat the event loop ran
+    // The connections the sessions let go of; call after begin_handover() reported `drained`.
+    std::vector<HandedConnection> take_handed();
 
 private:
     class Impl;

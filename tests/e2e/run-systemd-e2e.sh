@@ -5,7 +5,8 @@
 #
 # Boots a Debian root file system with systemd-nspawn, installs the built binaries and units in it
 # (the .deb from `cpack -G DEB` when BUILD_DIR has one, `cmake --install` otherwise) and checks
-# socket activation, notification, journald, reload, exit-on-idle, restart after a crash, the
+# socket activation, notification, journald, reload, exit-on-idle, restart after a crash,
+# a stream drained by systemctl stop, the
 # socket's group and the Accept=yes pair, from the host through a socket directory shared with
 # the container. Prints PASS/FAIL per check and exits non-zero if any check failed.
 #
@@ -503,6 +504,40 @@ check_restart_after_kill() {
     return "$bad"
 }
 
+# Random data at about 200 KiB/s for $1 seconds: a client that keeps streaming while systemd
+# restarts or stops the service.
+paced_data() {
+    python3 -c '
+import os, sys, time
+end = time.monotonic() + float(sys.argv[1])
+while time.monotonic() < end:
+    sys.stdout.buffer.write(os.urandom(4096))
+    sys.stdout.buffer.flush()
+    time.sleep(0.02)
+' "$1"
+}
+
+# A client streaming paced data for $1 seconds through the service; exits 0 only when every byte
+# came back identical and the daemon then closed the connection (uds-echo(1)).
+streaming_client() {
+    paced_data "$1" | "$client" -t 30 -s "$sock" - >/dev/null
+}
+
+check_stop_drains_a_stream() {
+    local pid bad=0
+    host_echo "$sock" "activate" || return 1
+    streaming_client 3 >"$work/stop-client.log" 2>&1 &
+    pid=$!
+    sleep 1
+    inside systemctl stop uds-echo.service
+    wait "$pid" || { bad=1; echo "client failed:"; cat "$work/stop-client.log"; }
+    inside journalctl --no-pager -u uds-echo.service -o cat -n 20 | grep -q "stop (" ||
+        { echo "no stop line in the journal"; bad=1; }
+    # The socket starts it again.
+    host_echo "$sock" "after stop" || bad=1
+    return "$bad"
+}
+
 check_group_refused() {
     local client_inside gid status
     client_inside=$(inside sh -c 'command -v uds-echo') ||
@@ -564,6 +599,7 @@ check "exit-on-idle, then a new connection re-activates" check_exit_on_idle
 check "journal has debug lines at priority 7" check_journal_debug_priority
 restore_default_service >/dev/null 2>&1 || true
 check "kill -9 under load: restarted, every client echoed" check_restart_after_kill
+check "systemctl stop drains a client streaming through it" check_stop_drains_a_stream
 check "a client outside the socket's group is refused" check_group_refused
 check "Accept=yes pair serves 10 concurrent clients" check_inetd_pair
 check "stopping removes the sockets" check_stop_removes_socket

@@ -73,7 +73,7 @@ bool contains_name(const std::string& text, const std::string& word) {
 }
 
 std::string help_of(const std::vector<std::string>& argv) {
-    const auto result = run(ProcessOptions{argv, {}, std::nullopt, -1});
+    const auto result = run(ProcessOptions{argv, {}, std::nullopt, -1, {}});
     BOOST_REQUIRE_MESSAGE(result.status.exited_with(0),
                           argv[0] << " --help: " << result.status << ": " << result.err);
     return result.out;
@@ -156,7 +156,7 @@ BOOST_AUTO_TEST_CASE(every_client_option_is_in_uds_echo_1) {
     // Subcommands print their own options when they have any.
     for (const std::string subcommand : {"ping", "bench"}) {
         const auto result =
-            run(ProcessOptions{{client_binary(), subcommand, "--help"}, {}, std::nullopt, -1});
+            run(ProcessOptions{{client_binary(), subcommand, "--help"}, {}, std::nullopt, -1, {}});
         if (result.status.exited_with(0))
             names.merge(long_options(result.out));
     }

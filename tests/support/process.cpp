@@ -102,8 +102,52 @@ std::vector<char*> pointers_to(std::vector<std::string>& strings) {
 
 // In the forked child: only async-signal-safe calls until execve. Reports a failure through
 // `error_pipe` (close-on-exec, so a successful exec closes it and the parent reads EOF).
+// The descriptors to pass as 3, 4, ... and the LISTEN_PID= entry of the environment to fill in,
+// prepared before fork.
+struct ListenFds {
+    std::vector<int> fds;
+    std::vector<int> moved;     // room for the temporary copies
+    char* listen_pid = nullptr; // "LISTEN_PID=" followed by room for the digits
+};
+
+// Writes `value` in decimal at `out` with a terminating NUL (async-signal-safe).
+void format_pid(char* out, pid_t value) {
+    char digits[16];
+    int count = 0;
+    do
+        digits[count++] = static_cast<char>('0' + value % 10);
+    while ((value /= 10) > 0);
+    while (count > 0)
+        *out++ = digits[--count];
+    *out = '\0';
+}
+
+// In the child: moves the listen fds to 3, 4, ... (through copies above every descriptor they
+// might overwrite) and the error pipe above them; returns the error pipe's new number, -1 on
+// failure.
+int place_listen_fds(ListenFds& listen, int error_pipe) {
+    const int count = static_cast<int>(listen.fds.size());
+    int above = std::max(error_pipe, 3 + count);
+    for (const int fd : listen.fds)
+        above = std::max(above, fd);
+    const int pipe_copy = ::fcntl(error_pipe, F_DUPFD_CLOEXEC, above + 1);
+    if (pipe_copy < 0)
+        return -1;
+    for (int i = 0; i < count; ++i)
+        if ((listen.moved[static_cast<std::size_t>(i)] =
+                 ::fcntl(listen.fds[static_cast<std::size_t>(i)], F_DUPFD, above + 1)) < 0)
+            return -1;
+    for (int i = 0; i < count; ++i)
+        if (::dup2(listen.moved[static_cast<std::size_t>(i)], 3 + i) < 0)
+            return -1;
+    ::close_range(static_cast<unsigned>(3 + count), static_cast<unsigned>(pipe_copy) - 1, 0);
+    format_pid(listen.listen_pid + std::strlen("LISTEN_PID="), ::getpid());
+    return pipe_copy;
+}
+
 [[noreturn]] void exec_child(int stdin_fd, int stdout_fd, int stderr_fd, pid_t parent,
-                             char* const* argv, char* const* envp, int error_pipe) {
+                             char* const* argv, char* const* envp, int error_pipe,
+                             ListenFds& listen) {
     // A test process that dies must not leave a daemon behind.
     ::prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (::getppid() != parent)
@@ -124,9 +168,14 @@ std::vector<char*> pointers_to(std::vector<std::string>& strings) {
         [[maybe_unused]] auto ignored = ::write(error_pipe, &error, sizeof error);
         ::_exit(127);
     }
-    // Only 0, 1, 2 and the error pipe reach the program: descriptors the test process inherited
-    // without close-on-exec must not show up in the daemon's descriptor count.
-    if (error_pipe > 3) {
+    // Only 0, 1, 2, the listen fds and the error pipe reach the program: descriptors the test
+    // process inherited without close-on-exec must not show up in the daemon's descriptor count.
+    if (!listen.fds.empty()) {
+        error_pipe = place_listen_fds(listen, error_pipe);
+        if (error_pipe < 0)
+            ::_exit(127);
+        ::close_range(static_cast<unsigned>(error_pipe) + 1, ~0U, 0);
+    } else if (error_pipe > 3) {
         ::close_range(3, static_cast<unsigned>(error_pipe) - 1, 0);
         ::close_range(static_cast<unsigned>(error_pipe) + 1, ~0U, 0);
     } else {
@@ -269,7 +318,16 @@ Process::Process(const ProcessOptions& options)
 
     // Everything the child needs is prepared before fork: after it, only async-signal-safe calls.
     std::vector<std::string> argv_strings = options.argv;
-    std::vector<std::string> env_strings = child_environment(options.environment);
+    auto environment = options.environment;
+    ListenFds listen{options.listen_fds, std::vector<int>(options.listen_fds.size()), nullptr};
+    if (!listen.fds.empty()) {
+        environment["LISTEN_FDS"] = std::to_string(listen.fds.size());
+        environment["LISTEN_PID"] = std::string(15, '0'); // room, filled in by the child
+    }
+    std::vector<std::string> env_strings = child_environment(environment);
+    for (auto& entry : env_strings)
+        if (entry.starts_with("LISTEN_PID=") && !listen.fds.empty())
+            listen.listen_pid = entry.data();
     std::vector<char*> argv = pointers_to(argv_strings);
     std::vector<char*> envp = pointers_to(env_strings);
 
@@ -285,7 +343,7 @@ Process::Process(const ProcessOptions& options)
         throw_errno("fork");
     if (pid_ == 0)
         exec_child(child_stdin, stdout_file_.get(), stderr_file_.get(), parent, argv.data(),
-                   envp.data(), error_write.get());
+                   envp.data(), error_write.get(), listen);
 
     error_write.reset();
     int child_errno = 0;
@@ -449,6 +507,7 @@ Daemon start_daemon(const TempDir& dir, DaemonOptions options) {
     process_options.environment = clean_daemon_environment();
     for (const auto& [name, value] : options.environment)
         process_options.environment[name] = value;
+    process_options.listen_fds = options.listen_fds;
 
     Daemon daemon{Process(process_options), socket};
     if (!options.wait_ready)

@@ -118,6 +118,10 @@ struct ProcessOptions {
     // /dev/null.
     std::optional<std::string> stdin_data;
     int stdin_fd = -1;
+    // Socket activation as sd_listen_fds(3) reads it: these descriptors (the caller keeps its
+    // copies) become the child's 3, 4, ... and LISTEN_FDS/LISTEN_PID say so; LISTEN_FDNAMES, when
+    // wanted, goes in `environment`.
+    std::vector<int> listen_fds;
 };
 
 // A child process. stdout and stderr go to anonymous memory files, readable at any time (also
@@ -188,6 +192,9 @@ struct DaemonOptions {
     std::vector<std::string> args;
     // Applied on top of clean_daemon_environment().
     Environment environment;
+    // Passed as by socket activation (ProcessOptions::listen_fds); with `pass_socket` false,
+    // `socket` then names the passed listening socket's path.
+    std::vector<int> listen_fds;
     // A command that runs the daemon, put before it (e.g. setpriv with another uid); it must exec
     // the daemon in the same process, so that its pid is the daemon's.
     std::vector<std::string> wrapper;

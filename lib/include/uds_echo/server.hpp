@@ -3,6 +3,7 @@
 #pragma once
 
 #include "uds_echo/config.hpp"
+#include "uds_echo/handover.hpp"
 
 #include <memory>
 #include <string>
@@ -15,6 +16,8 @@ struct ServerSocket {
     int fd = -1;
     bool connected = false;        // Accept=yes: one connected client to serve, then exit
     bool socket_activated = false; // passed by systemd: enables --exit-on-idle
+    // Connections a previous process handed over at its restart, resumed before the first accept.
+    std::vector<HandedConnection> resumed;
 };
 
 // Blocks the signals the server handles (TERM, INT, HUP, USR1) in the calling thread. Call it
@@ -32,8 +35,8 @@ public:
     Server(const Server&) = delete;
     Server& operator=(const Server&) = delete;
 
-    // Serves until SIGTERM/SIGINT (or the end of the one connection, or --exit-on-idle) and the
-    // drain that follows; returns the exit code.
+    // Serves until SIGTERM/SIGINT/SIGUSR2 (or the end of the one connection, or --exit-on-idle) and
+    // the drain that follows; returns the exit code.
     ExitCode run();
 
 private:

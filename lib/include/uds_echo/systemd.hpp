@@ -2,9 +2,12 @@
 // sd_listen_fds(3), sd_is_socket(3), sd_notify(3) and sd_watchdog_enabled(3) describe.
 #pragma once
 
+#include "uds_echo/handover.hpp"
+
 #include <chrono>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace uds_echo {
 
@@ -14,10 +17,19 @@ struct ActivatedSocket {
     bool listening = true; // false: Accept=yes, the fd is one connected client
 };
 
-// The passed socket, or nullopt when LISTEN_PID/LISTEN_FDS do not name this process. Unsets the
-// LISTEN_* variables so that nothing started later inherits them. Throws Failure(config) when
-// more than one descriptor is passed or the descriptor is not an AF_UNIX stream socket.
-std::optional<ActivatedSocket> take_activated_socket();
+// What systemd (or systemd-socket-activate, or whoever sets LISTEN_PID) passed to this process.
+struct PassedDescriptors {
+    std::optional<ActivatedSocket> socket; // the socket to serve, when one was passed
+    std::vector<HandedConnection> resumed; // connections handed over by the previous process
+};
+
+// Takes the passed descriptors (none when LISTEN_PID/LISTEN_FDS do not name this process) and
+// unsets the LISTEN_* variables so that nothing started later inherits them. Descriptors under
+// the handover names (handover.hpp) are connections and state of a previous process; of the
+// others, one must be an AF_UNIX stream socket, listening or (Accept=yes) connected, whatever its
+// name. Throws Failure(config) when more than one such socket is passed or one of them is not an
+// AF_UNIX stream socket.
+PassedDescriptors take_passed_descriptors();
 
 // sd_notify(3) messages; each does nothing when $NOTIFY_SOCKET is unset.
 class ServiceNotifier {

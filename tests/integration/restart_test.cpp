@@ -1,0 +1,639 @@
+// Restart without cutting a connection, without PID 1: a datagram socket owned by the test plays
+// systemd's file descriptor store (it keeps the descriptors FDSTORE=1 messages carry, with their
+// names), and the next daemon gets them as LISTEN_FDS/LISTEN_FDNAMES, next to the listening
+// socket, as systemd passes them at a restart. SIGUSR2 asks for the handover (uds-echod(8)).
+#define BOOST_TEST_MODULE restart integration
+#include <boost/test/unit_test.hpp>
+
+#include "process.hpp"
+#include "uds_echo/handover.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+using namespace uds_echo::test;
+
+BOOST_TEST_GLOBAL_FIXTURE(RaiseDescriptorLimit);
+
+namespace {
+
+constexpr const char* listener_name = "uds-echo.socket";
+
+sockaddr_un address_of(const std::string& path) {
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    std::strncpy(address.sun_path, path.c_str(), sizeof address.sun_path - 1);
+    return address;
+}
+
+// The listening socket systemd's .socket unit would own: it outlives every daemon of a test.
+Fd listen_at(const std::string& path) {
+    Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    const auto address = address_of(path);
+    if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0 ||
+        ::listen(fd.get(), SOMAXCONN) != 0)
+        throw std::runtime_error("cannot listen at " + path + ": " + std::strerror(errno));
+    return fd;
+}
+
+// A stored descriptor and the name it was stored under.
+struct Stored {
+    std::string name;
+    Fd fd;
+};
+
+// The receiving end of $NOTIFY_SOCKET, keeping what FDSTORE=1 messages bring, as systemd does.
+class FakeStore {
+public:
+    explicit FakeStore(std::string path)
+        : path_(std::move(path))
+        , fd_(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)) {
+        const auto address = address_of(path_);
+        const int on = 1;
+        if (::bind(fd_.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0 ||
+            ::setsockopt(fd_.get(), SOL_SOCKET, SO_PASSCRED, &on, sizeof on) != 0)
+            throw std::runtime_error("cannot bind " + path_ + ": " + std::strerror(errno));
+    }
+
+    const std::string& path() const { return path_; }
+
+    // Everything queued so far (call when the sender has exited: all it sent is queued).
+    void receive() {
+        for (;;) {
+            char data[4096];
+            iovec vector{data, sizeof data};
+            alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * uds_echo::max_fds_per_message) +
+                                          CMSG_SPACE(sizeof(ucred))];
+            msghdr message{};
+            message.msg_iov = &vector;
+            message.msg_iovlen = 1;
+            message.msg_control = control;
+            message.msg_controllen = sizeof control;
+            const auto size = ::recvmsg(fd_.get(), &message, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+            if (size < 0)
+                return;
+            BOOST_REQUIRE((message.msg_flags & (MSG_CTRUNC | MSG_TRUNC)) == 0);
+            std::vector<Fd> fds;
+            for (auto* header = CMSG_FIRSTHDR(&message); header != nullptr;
+                 header = CMSG_NXTHDR(&message, header)) {
+                if (header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS)
+                    continue;
+                const auto count = (header->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                for (std::size_t i = 0; i < count; ++i) {
+                    int fd;
+                    std::memcpy(&fd, CMSG_DATA(header) + i * sizeof(int), sizeof fd);
+                    fds.emplace_back(fd);
+                }
+            }
+            const std::string text(data, static_cast<std::size_t>(size));
+            history_.push_back(text);
+            if (text.find("FDSTORE=1") == std::string::npos)
+                continue;
+            const auto name_at = text.find("FDNAME=");
+            const std::string name =
+                name_at == std::string::npos
+                    ? "stored"
+                    : text.substr(name_at + 7, text.find('\n', name_at) - name_at - 7);
+            for (auto& fd : fds)
+                stored_.push_back(Stored{name, std::move(fd)});
+        }
+    }
+
+    std::vector<Stored>& stored() { return stored_; }
+    std::size_t count(const std::string& name) const {
+        std::size_t count = 0;
+        for (const auto& entry : stored_)
+            count += entry.name == name;
+        return count;
+    }
+    bool received(const std::string& text) const {
+        for (const auto& message : history_)
+            if (message.find(text) != std::string::npos)
+                return true;
+        return false;
+    }
+
+private:
+    std::string path_;
+    Fd fd_;
+    std::vector<Stored> stored_;
+    std::vector<std::string> history_;
+};
+
+// A daemon serving `listener` (at `socket`) plus the `passed` descriptors.
+Daemon start_with(const TempDir& dir, const Fd& listener, const std::string& socket,
+                  const std::vector<Stored>& passed, std::vector<std::string> args = {},
+                  Environment environment = {}, bool wait_ready = true) {
+    auto options = DaemonOptions::at(socket, std::move(args));
+    options.pass_socket = false;
+    options.wait_ready = wait_ready;
+    options.listen_fds = {listener.get()};
+    std::string names = listener_name;
+    for (const auto& entry : passed) {
+        options.listen_fds.push_back(entry.fd.get());
+        names += ":" + entry.name;
+    }
+    options.environment = std::move(environment);
+    options.environment["LISTEN_FDNAMES"] = names;
+    return start_daemon(dir, options);
+}
+
+// What a test of a restart needs: a directory, the listening socket of the service, which
+// outlives its daemons as a .socket unit's does, and the store.
+struct Service {
+    TempDir dir;
+    std::string socket = dir.file("s.sock");
+    Fd listener = listen_at(socket);
+    FakeStore store{dir.file("notify.sock")};
+
+    Daemon start(const std::vector<Stored>& passed = {}, std::vector<std::string> args = {},
+                 Environment environment = {}, bool wait_ready = true) {
+        environment.try_emplace("NOTIFY_SOCKET", store.path());
+        return start_with(dir, listener, socket, passed, std::move(args), std::move(environment),
+                          wait_ready);
+    }
+};
+
+// `count` connections, each of which has had `message` echoed.
+std::vector<Fd> clients_that_echoed(const std::string& socket, int count,
+                                    const std::string& message) {
+    std::vector<Fd> clients;
+    for (int i = 0; i < count; ++i) {
+        clients.push_back(connect_unix(socket, 20s));
+        write_all(clients.back().get(), message);
+        BOOST_TEST(read_exact(clients.back().get(), message.size()) == message);
+    }
+    return clients;
+}
+
+ExitStatus wait_for_end(Daemon& daemon) {
+    const auto status = daemon.process.wait_for_exit(30s);
+    if (!status)
+        throw std::runtime_error("still running; stderr: " + daemon.process.stderr_text());
+    return *status;
+}
+
+bool logged(Daemon& daemon, const std::string& text) {
+    return daemon.process.stderr_text().find(text) != std::string::npos;
+}
+
+// Clients streaming verified data, pumped by a thread of their own so that they keep sending and
+// reading while the test restarts the daemon. Each sends a pattern of its own over and over, with
+// at most `window` bytes not yet echoed, and checks every byte that comes back.
+class Streams {
+public:
+    Streams(const std::string& socket, std::size_t count) {
+        for (std::size_t i = 0; i < count; ++i) {
+            Client client;
+            client.fd = connect_unix(socket);
+            ::fcntl(client.fd.get(), F_SETFL, O_NONBLOCK);
+            client.pattern = random_bytes(pattern_size + i, i);
+            clients_.push_back(std::move(client));
+        }
+        pump_ = std::thread([this] { pump(); });
+    }
+    Streams(const Streams&) = delete;
+    Streams& operator=(const Streams&) = delete;
+    ~Streams() { stop(); }
+
+    // The fewest bytes any client has had back.
+    std::uint64_t least_received() {
+        std::lock_guard lock(mutex_);
+        std::uint64_t least = UINT64_MAX;
+        for (const auto& client : clients_)
+            least = std::min(least, client.received);
+        return least;
+    }
+
+    // Stops sending; then each client half-closes and reads the rest until the end of file.
+    // Returns the errors seen (empty when every byte came back once, in order, then EOF).
+    std::vector<std::string> finish() {
+        stop();
+        std::vector<std::string> errors;
+        for (std::size_t i = 0; i < clients_.size(); ++i) {
+            auto& client = clients_[i];
+            if (client.error.empty()) {
+                ::fcntl(client.fd.get(), F_SETFL, 0);
+                set_io_timeout(client.fd.get(), 20s);
+                shutdown_write(client.fd.get());
+                try {
+                    check(client, read_until_eof(client.fd.get()));
+                } catch (const std::exception& error) {
+                    client.error = error.what();
+                }
+                if (client.error.empty() && client.received != client.sent)
+                    client.error = "sent " + std::to_string(client.sent) + " bytes, got back " +
+                                   std::to_string(client.received);
+            }
+            if (!client.error.empty())
+                errors.push_back("client " + std::to_string(i) + ": " + client.error);
+        }
+        return errors;
+    }
+
+    // The longest time any client waited for its next echoed bytes.
+    std::chrono::milliseconds longest_pause() {
+        std::lock_guard lock(mutex_);
+        return longest_pause_;
+    }
+
+private:
+    static constexpr std::size_t pattern_size = 65536;
+    static constexpr std::uint64_t window = 32768;
+
+    struct Client {
+        Fd fd;
+        std::string pattern;
+        std::uint64_t sent = 0;
+        std::uint64_t received = 0;
+        std::string error;
+    };
+
+    void stop() {
+        stopping_ = true;
+        if (pump_.joinable())
+            pump_.join();
+    }
+
+    // Checks `data`, the next bytes `client` got back, against what it sent.
+    static void check(Client& client, std::string_view data) {
+        for (std::size_t i = 0; i < data.size() && client.error.empty(); ++i) {
+            if (client.received + i >= client.sent)
+                client.error = "more bytes back than sent";
+            else if (data[i] != client.pattern[(client.received + i) % client.pattern.size()])
+                client.error = "byte " + std::to_string(client.received + i) + " differs";
+        }
+        client.received += data.size();
+    }
+
+    void pump() {
+        std::vector<pollfd> polled(clients_.size());
+        auto last_echo = Clock::now();
+        char buffer[16384];
+        while (!stopping_) {
+            for (std::size_t i = 0; i < clients_.size(); ++i) {
+                const auto& client = clients_[i];
+                const bool may_send =
+                    client.error.empty() && client.sent - client.received < window;
+                polled[i] = {client.error.empty() ? client.fd.get() : -1,
+                             static_cast<short>(POLLIN | (may_send ? POLLOUT : 0)), 0};
+            }
+            if (::poll(polled.data(), polled.size(), 50) <= 0)
+                continue;
+            std::lock_guard lock(mutex_);
+            bool echoed = false;
+            for (std::size_t i = 0; i < clients_.size(); ++i) {
+                auto& client = clients_[i];
+                if (polled[i].revents & POLLOUT) {
+                    const auto offset = client.sent % client.pattern.size();
+                    const auto size =
+                        std::min<std::uint64_t>({sizeof buffer, client.pattern.size() - offset,
+                                                 window - (client.sent - client.received)});
+                    const auto sent = ::send(client.fd.get(), client.pattern.data() + offset, size,
+                                             MSG_NOSIGNAL | MSG_DONTWAIT);
+                    if (sent > 0)
+                        client.sent += static_cast<std::uint64_t>(sent);
+                    else if (sent < 0 && errno != EAGAIN)
+                        client.error = std::string("send: ") + std::strerror(errno);
+                }
+                if (polled[i].revents & (POLLIN | POLLHUP | POLLERR)) {
+                    const auto got = ::recv(client.fd.get(), buffer, sizeof buffer, MSG_DONTWAIT);
+                    if (got == 0)
+                        client.error = "end of file while streaming";
+                    else if (got < 0 && errno != EAGAIN)
+                        client.error = std::string("recv: ") + std::strerror(errno);
+                    else if (got > 0) {
+                        check(client, std::string_view(buffer, static_cast<std::size_t>(got)));
+                        echoed = true;
+                    }
+                }
+            }
+            // A pause is a time in which no client got anything back: all wait for the restart.
+            const auto now = Clock::now();
+            if (echoed) {
+                longest_pause_ = std::max(
+                    longest_pause_,
+                    std::chrono::duration_cast<std::chrono::milliseconds>(now - last_echo));
+                last_echo = now;
+            }
+        }
+    }
+
+    std::vector<Client> clients_;
+    std::mutex mutex_;
+    std::chrono::milliseconds longest_pause_{0};
+    std::atomic<bool> stopping_{false};
+    std::thread pump_;
+};
+
+// A sealed-free memory file holding `bytes`, to pass as a state.
+Fd memory_file(const std::string& bytes) {
+    Fd fd(::memfd_create("state", MFD_CLOEXEC));
+    if (!bytes.empty() &&
+        ::write(fd.get(), bytes.data(), bytes.size()) != static_cast<ssize_t>(bytes.size()))
+        throw std::runtime_error("cannot write a memory file");
+    return fd;
+}
+
+std::string file_content(int fd) {
+    std::string content;
+    char buffer[4096];
+    ssize_t got;
+    for (off_t offset = 0; (got = ::pread(fd, buffer, sizeof buffer, offset)) > 0; offset += got)
+        content.append(buffer, static_cast<std::size_t>(got));
+    return content;
+}
+
+Stored& state_of(FakeStore& store) {
+    for (auto& entry : store.stored())
+        if (entry.name == uds_echo::state_fd_name)
+            return entry;
+    throw std::runtime_error("no state was stored");
+}
+
+// A restart as the test plays it: SIGUSR2 to `old`, which must exit 0 having stored `expected`
+// connections; the descriptors it stored are in `store`.
+void hand_over(Daemon& old, FakeStore& store, std::size_t expected) {
+    old.process.signal(SIGUSR2);
+    const auto status = wait_for_end(old);
+    BOOST_TEST_REQUIRE(status.exited_with(0), status << "; stderr: " << old.process.stderr_text());
+    store.receive();
+    BOOST_TEST_REQUIRE(store.count(uds_echo::connection_fd_name) == expected,
+                       old.process.stderr_text());
+    BOOST_TEST(logged(old, "handed over " + std::to_string(expected) + " connection(s)"),
+               old.process.stderr_text());
+}
+
+// `count` clients streaming while `signal_number` makes `old` drain: they are echoed on until
+// they end, every byte, and `old` exits 0.
+void streams_through_a_drain(Daemon& old, const std::string& socket, int signal_number,
+                             std::size_t count) {
+    Streams streams(socket, count);
+    BOOST_TEST_REQUIRE(wait_until([&] { return streams.least_received() >= 65536; }, 30s));
+    old.process.signal(signal_number);
+    BOOST_TEST(wait_until([&] { return logged(old, "draining " + std::to_string(count)); }, 10s),
+               old.process.stderr_text());
+    // Still echoing while it drains.
+    const auto before = streams.least_received();
+    BOOST_TEST(wait_until([&] { return streams.least_received() >= before + 65536; }, 30s));
+    const auto errors = streams.finish();
+    BOOST_TEST(errors.empty(), (errors.empty() ? "" : errors.front()));
+    const auto status = wait_for_end(old);
+    BOOST_TEST(status.exited_with(0), status << "; stderr: " << old.process.stderr_text());
+}
+
+// The central promise: clients streaming through a restart lose, duplicate or reorder nothing
+// and never see an end of file or a reset; then the longest pause any of them saw.
+std::chrono::milliseconds stream_through_restart(std::size_t count) {
+    Service service;
+    auto& store = service.store;
+    const auto& socket = service.socket;
+    auto old = service.start();
+
+    Streams streams(socket, count);
+    BOOST_TEST_REQUIRE(wait_until([&] { return streams.least_received() >= 65536; }, 60s));
+    hand_over(old, store, count);
+    BOOST_TEST(store.count(uds_echo::state_fd_name) == 1u);
+
+    auto next = service.start(store.stored());
+    store.stored().clear(); // the new process asked the store to forget them
+    const auto before = streams.least_received();
+    BOOST_TEST(wait_until([&] { return streams.least_received() >= before + 65536; }, 60s),
+               next.process.stderr_text());
+    const auto errors = streams.finish();
+    BOOST_TEST(errors.empty(), (errors.empty() ? "" : errors.front())
+                                   << " and " << errors.size() - 1 << " more");
+    BOOST_TEST(logged(next, "resuming " + std::to_string(count) + " connection(s)"),
+               next.process.stderr_text());
+    store.receive();
+    BOOST_TEST(store.received("FDSTOREREMOVE=1\nFDNAME=uds-echo-connection"));
+    BOOST_TEST(stop_daemon(next).exited_with(0));
+    return streams.longest_pause();
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(streams_through_a_restart_at_100_connections) {
+    const auto pause = stream_through_restart(100);
+    BOOST_TEST_MESSAGE("100 connections: longest pause " << pause.count() << " ms");
+}
+
+BOOST_AUTO_TEST_CASE(streams_through_a_restart_at_1000_connections) {
+    const auto pause = stream_through_restart(1000);
+    BOOST_TEST_MESSAGE("1000 connections: longest pause " << pause.count() << " ms");
+}
+
+// A client that does not read while it writes: at the handover the daemon holds bytes it could
+// not write back; they travel in the state and the new process writes them first.
+BOOST_AUTO_TEST_CASE(bytes_pending_for_a_slow_reader_are_written_first) {
+    Service service;
+    auto& store = service.store;
+    const auto& socket = service.socket;
+    auto old = service.start();
+
+    auto client = connect_unix(socket);
+    const auto data = random_bytes(8 << 20, 7);
+    std::size_t written = 0;
+    ::fcntl(client.get(), F_SETFL, O_NONBLOCK);
+    // Writes until nothing more goes in for 300 ms: both directions' buffers are full and the
+    // daemon waits to write back.
+    while (written < data.size()) {
+        const auto sent =
+            ::send(client.get(), data.data() + written, data.size() - written, MSG_NOSIGNAL);
+        if (sent > 0) {
+            written += static_cast<std::size_t>(sent);
+            continue;
+        }
+        BOOST_REQUIRE(errno == EAGAIN);
+        pollfd writable{client.get(), POLLOUT, 0};
+        if (::poll(&writable, 1, 300) == 0)
+            break;
+    }
+    BOOST_TEST_REQUIRE(written < data.size());
+    hand_over(old, store, 1);
+
+    std::string error;
+    const auto records = uds_echo::decode_state(file_content(state_of(store).fd.get()), error);
+    BOOST_TEST_REQUIRE(records.has_value(), error);
+    BOOST_TEST_REQUIRE(records->size() == 1u);
+    BOOST_TEST(!records->front().unsent.empty());
+
+    auto next = service.start(store.stored());
+    store.stored().clear();
+    ::fcntl(client.get(), F_SETFL, 0);
+    const auto first = read_exact(client.get(), written);
+    BOOST_TEST((first == data.substr(0, written)),
+               "first difference at " << *first_difference(first, data));
+    // The rest of the data goes through the new process.
+    std::thread writer([&] { write_all(client.get(), data.substr(written)); });
+    const auto rest = read_exact(client.get(), data.size() - written);
+    writer.join();
+    BOOST_TEST((rest == data.substr(written)));
+    shutdown_write(client.get());
+    BOOST_TEST(read_until_eof(client.get()).empty());
+    BOOST_TEST(stop_daemon(next).exited_with(0));
+}
+
+namespace {
+
+// Connections handed over with the state replaced by `state`: the new process must close them
+// (their clients see an end of file), say why in `expected_log`, and serve on.
+void resume_rejects_state(const std::string& state, const std::string& expected_log) {
+    Service service;
+    auto& store = service.store;
+    const auto& socket = service.socket;
+    auto old = service.start();
+    auto clients = clients_that_echoed(socket, 3, "before");
+    hand_over(old, store, 3);
+    state_of(store).fd = memory_file(state);
+
+    auto next = service.start(store.stored());
+    store.stored().clear();
+    for (auto& client : clients)
+        BOOST_TEST(peer_closed(client.get(), 10s));
+    BOOST_TEST(logged(next, expected_log), next.process.stderr_text());
+    BOOST_TEST(echo_through(socket, "serves on") == "serves on");
+    BOOST_TEST(next.process.running());
+    BOOST_TEST(stop_daemon(next).exited_with(0));
+}
+
+std::string state_with_version(std::uint32_t version) {
+    auto state = uds_echo::encode_state({});
+    std::memcpy(state.data() + 8, &version, sizeof version);
+    return state;
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(a_corrupt_state_closes_the_connections_cleanly) {
+    resume_rejects_state("UDSECHO\x01 but then nonsense", "invalid handover state");
+}
+
+BOOST_AUTO_TEST_CASE(a_state_of_a_newer_version_closes_the_connections_cleanly) {
+    resume_rejects_state(state_with_version(2), "state format version 2");
+}
+
+BOOST_AUTO_TEST_CASE(a_descriptor_of_the_wrong_kind_is_closed) {
+    Service service;
+    const auto& socket = service.socket;
+    int pipe_ends[2];
+    BOOST_REQUIRE(::pipe2(pipe_ends, O_CLOEXEC) == 0);
+    Fd read_end(pipe_ends[0]);
+    std::vector<Stored> passed;
+    passed.push_back(Stored{uds_echo::connection_fd_name, Fd(pipe_ends[1])});
+    passed.push_back(Stored{uds_echo::state_fd_name, memory_file(uds_echo::encode_state({}))});
+    passed.push_back(
+        Stored{uds_echo::connection_fd_name, Fd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0))});
+    auto daemon = service.start(passed);
+    passed.clear();
+    // The daemon's end of the pipe is closed: the reader sees the end.
+    BOOST_TEST(wait_readable(read_end.get(), 10s));
+    char byte;
+    BOOST_TEST(::read(read_end.get(), &byte, 1) == 0);
+    BOOST_TEST(logged(daemon, "closed 2 descriptor(s) passed as uds-echo-connection"),
+               daemon.process.stderr_text());
+    BOOST_TEST(echo_through(socket, "serves on") == "serves on");
+    BOOST_TEST(stop_daemon(daemon).exited_with(0));
+}
+
+// A store that refuses everything (nothing listens at $NOTIFY_SOCKET): every connection is
+// drained as at a stop, none is lost.
+BOOST_AUTO_TEST_CASE(a_store_that_refuses_leaves_the_connections_to_the_drain) {
+    Service service;
+    const auto& socket = service.socket;
+    // Nothing listens at $NOTIFY_SOCKET.
+    auto old = service.start({}, {}, {{"NOTIFY_SOCKET", service.dir.file("nobody.sock")}});
+    streams_through_a_drain(old, socket, SIGUSR2, 5);
+    BOOST_TEST(logged(old, "handed over 0 connection(s)"), old.process.stderr_text());
+}
+
+// $FDSTORE (FileDescriptorStoreMax=, as systemd 254 and later export it) bounds what is stored:
+// with room for 3 descriptors, the state and 2 connections go to the store, 3 are drained.
+BOOST_AUTO_TEST_CASE(connections_beyond_the_store_size_are_drained) {
+    Service service;
+    auto& store = service.store;
+    const auto& socket = service.socket;
+    auto old = service.start({}, {}, {{"FDSTORE", "3"}});
+    auto clients = clients_that_echoed(socket, 5, "before");
+    old.process.signal(SIGUSR2);
+    BOOST_TEST(wait_until([&] { return logged(old, "draining 3"); }, 10s),
+               old.process.stderr_text());
+    store.receive();
+    BOOST_TEST(store.count(uds_echo::connection_fd_name) == 2u);
+    BOOST_TEST(store.count(uds_echo::state_fd_name) == 1u);
+    auto next = service.start(store.stored());
+    store.stored().clear();
+    // Every client, drained by the old process or resumed by the new one, still echoes and
+    // gets its end of file after its own.
+    for (auto& client : clients) {
+        write_all(client.get(), "after");
+        BOOST_TEST(read_exact(client.get(), 5) == "after");
+        shutdown_write(client.get());
+        BOOST_TEST(read_until_eof(client.get()).empty());
+    }
+    BOOST_TEST(wait_for_end(old).exited_with(0));
+    BOOST_TEST(logged(next, "resuming 2 connection(s)"), next.process.stderr_text());
+    BOOST_TEST(stop_daemon(next).exited_with(0));
+}
+
+// --max-connections counts resumed connections: one over it is closed and logged.
+BOOST_AUTO_TEST_CASE(resumed_connections_count_against_max_connections) {
+    Service service;
+    auto& store = service.store;
+    const auto& socket = service.socket;
+    auto old = service.start();
+    auto clients = clients_that_echoed(socket, 2, "x");
+    hand_over(old, store, 2);
+    // Not waiting for an answer: the one slot is taken by a resumed connection.
+    auto next = service.start(store.stored(), {"--max-connections", "1"}, {}, false);
+    store.stored().clear();
+    BOOST_TEST(wait_until([&] { return logged(next, "resumed beyond max-connections"); }, 10s),
+               next.process.stderr_text());
+    std::size_t closed = 0;
+    for (auto& client : clients)
+        closed += peer_closed(client.get(), 1s);
+    BOOST_TEST(closed == 1u);
+    BOOST_TEST(stop_daemon(next).exited_with(0));
+}
+
+// The allow lists of the new configuration apply to resumed peers: one no longer allowed is
+// closed and logged.
+BOOST_AUTO_TEST_CASE(resumed_peers_no_longer_allowed_are_closed) {
+    Service service;
+    auto& store = service.store;
+    auto old = service.start();
+    auto clients = clients_that_echoed(service.socket, 1, "x");
+    hand_over(old, store, 1);
+    const auto someone_else = std::to_string(::getuid() + 1);
+    auto next = service.start(store.stored(), {"--allow-uid", someone_else});
+    store.stored().clear();
+    BOOST_TEST(peer_closed(clients.front().get(), 10s));
+    BOOST_TEST(logged(next, "refused: not in allow-uid or allow-gid"), next.process.stderr_text());
+    BOOST_TEST(stop_daemon(next).exited_with(0));
+}
+
+// Without a restart (SIGTERM, and no service manager to say one follows) the daemon drains as
+// always: nothing is stored, a streaming client is echoed to the end.
+BOOST_AUTO_TEST_CASE(a_stop_drains_and_stores_nothing) {
+    Service service;
+    auto& store = service.store;
+    const auto& socket = service.socket;
+    auto old = service.start();
+    streams_through_a_drain(old, socket, SIGTERM, 3);
+    store.receive();
+    BOOST_TEST(store.stored().empty());
+    BOOST_TEST(!store.received("FDSTORE=1"));
+}
