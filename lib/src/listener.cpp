@@ -153,27 +153,16 @@ void apply_group(const std::string& path, gid_t group) {
 
 } // namespace
 
-std::optional<std::string> abstract_socket_name(int fd) {
+std::optional<std::string> bound_socket_name(int fd) {
     sockaddr_un address{};
     socklen_t length = sizeof address;
     if (::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0 ||
-        address.sun_family != AF_UNIX || length <= offsetof(sockaddr_un, sun_path) + 1 ||
-        address.sun_path[0] != '\0')
-        return std::nullopt;
-    const auto name_length = length - offsetof(sockaddr_un, sun_path) - 1;
-    return "@" + std::string(address.sun_path + 1, name_length);
-}
-
-std::string bound_socket_name(int fd) {
-    if (auto name = abstract_socket_name(fd))
-        return *name;
-    sockaddr_un address{};
-    socklen_t length = sizeof address;
-    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0 ||
-        address.sun_family != AF_UNIX || length <= offsetof(sockaddr_un, sun_path) ||
-        address.sun_path[0] == '\0')
-        return "an unnamed socket";
-    return std::string(address.sun_path, ::strnlen(address.sun_path, sizeof address.sun_path));
+        address.sun_family != AF_UNIX || length <= offsetof(sockaddr_un, sun_path))
+        return std::nullopt; // unnamed
+    const auto name_length = length - offsetof(sockaddr_un, sun_path);
+    if (address.sun_path[0] == '\0') // abstract: the length says where the name ends
+        return "@" + std::string(address.sun_path + 1, name_length - 1);
+    return std::string(address.sun_path, ::strnlen(address.sun_path, name_length));
 }
 
 OwnedSocketFile::OwnedSocketFile(std::string path, dev_t device, ino_t inode)

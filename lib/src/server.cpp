@@ -7,6 +7,7 @@
 #include "uds_echo/access.hpp"
 #include "uds_echo/listener.hpp"
 #include "uds_echo/logging.hpp"
+#include "uds_echo/paths.hpp"
 #include "uds_echo/systemd.hpp"
 #include "uds_echo/text.hpp"
 #include "worker.hpp"
@@ -134,7 +135,8 @@ public:
             workers_.front()->serve_connected(socket_.fd);
         } else {
             if (socket_.socket_activated)
-                UDS_LOG(info) << "listening on " << bound_socket_name(socket_.fd)
+                UDS_LOG(info) << "listening on "
+                              << bound_socket_name(socket_.fd).value_or("an unnamed socket")
                               << " (passed by socket activation)";
             UDS_LOG(info) << "uds-echod " << UDS_ECHO_VERSION << " serving with " << workers_.size()
                           << " worker thread(s), up to " << config_.max_connections
@@ -167,7 +169,7 @@ private:
     void warn_if_anyone_may_connect() const {
         if (config_.access.restricts())
             return;
-        if (const auto name = abstract_socket_name(socket_.fd))
+        if (const auto name = bound_socket_name(socket_.fd); name && is_abstract(*name))
             UDS_LOG(warning) << "the abstract socket " << *name
                              << " has no file permissions: any process in this network namespace "
                                 "may connect; restrict it with allow-uid or allow-gid";

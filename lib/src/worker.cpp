@@ -271,14 +271,15 @@ private:
                 accepted_in_a_row = 0;
                 co_await asio::post(context_, asio::deferred); // let the sessions run
             }
-            const int fd = draining_ ? -1
-                                     : ::accept4(acceptor_.native_handle(), nullptr, nullptr,
-                                                 SOCK_NONBLOCK | SOCK_CLOEXEC);
+            if (draining_) { // the acceptor was closed while this loop waited
+                shared_.slots.give_back();
+                co_return;
+            }
+            const int fd = ::accept4(acceptor_.native_handle(), nullptr, nullptr,
+                                     SOCK_NONBLOCK | SOCK_CLOEXEC);
             const error_code error(fd < 0 ? errno : 0, asio::error::get_system_category());
             if (fd < 0)
                 shared_.slots.give_back();
-            if (draining_)
-                co_return; // the acceptor was closed
             if (error == asio::error::would_block || error == asio::error::try_again) {
                 accepted_in_a_row = 0;
                 co_await acceptor_.async_wait(asio::socket_base::wait_read, as_tuple_deferred);

@@ -60,15 +60,12 @@ public:
     // would only get in the way of the administrator.
     static constexpr uid_t exempt = 0;
 
-    // Counts one more connection of `uid` unless it already holds `cap`; false then.
+    // Counts one more connection of `uid` unless it already holds `cap` (at least 1); false then.
     bool try_add(uid_t uid, unsigned cap) {
         std::lock_guard lock(mutex_);
         auto& count = counts_[uid];
-        if (count >= cap) {
-            if (count == 0)
-                counts_.erase(uid);
+        if (count >= cap)
             return false;
-        }
         ++count;
         return true;
     }

@@ -1,4 +1,5 @@
-// libFuzzer target: socket path resolution and validation (docs/protocol.md), shared by daemon and client.
+// libFuzzer target: socket path resolution and validation (docs/protocol.md), shared by daemon and
+// client.
 //
 // Input layout: up to four NUL-separated fields: command-line path, environment path, config-file
 // path, XDG_RUNTIME_DIR; the first byte's bits say which fields are present and the uid class.

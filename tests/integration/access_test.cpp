@@ -8,6 +8,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include "process.hpp"
+#include "root_only.hpp"
 
 #include <grp.h>
 #include <poll.h>
@@ -32,14 +33,7 @@ namespace {
 
 constexpr uid_t nobody = 65534;
 
-struct RootOnly {
-    boost::test_tools::assertion_result operator()(utf::test_unit_id) const {
-        boost::test_tools::assertion_result result(::geteuid() == 0);
-        if (!result)
-            result.message() << "skipped: needs root to fork a client with another uid/gid";
-        return result;
-    }
-};
+const RootOnly root_only{"to fork a client with another uid/gid"};
 
 // A per-test abstract socket name (parallel-safe: pid plus a random number).
 std::string abstract_name() {
@@ -180,7 +174,7 @@ Outcome probe_here(const std::string& socket) {
 } // namespace
 
 BOOST_AUTO_TEST_CASE(a_peer_not_in_the_allow_lists_is_closed_before_any_echo_and_logged_once,
-                     *utf::precondition(RootOnly())) {
+                     *utf::precondition(root_only)) {
     TempDir dir;
     Daemon daemon = start_daemon(
         dir, DaemonOptions::at(abstract_name(), {"--allow-uid", "0", "--allow-gid", "0"}));
@@ -208,7 +202,7 @@ BOOST_AUTO_TEST_CASE(a_peer_not_in_the_allow_lists_is_closed_before_any_echo_and
     BOOST_TEST(stop_daemon(daemon).exited_with(0));
 }
 
-BOOST_AUTO_TEST_CASE(an_allowed_uid_passes, *utf::precondition(RootOnly())) {
+BOOST_AUTO_TEST_CASE(an_allowed_uid_passes, *utf::precondition(root_only)) {
     TempDir dir;
     Daemon daemon = start_daemon(dir, DaemonOptions::at(abstract_name(), {"--allow-uid", "65534"}));
     ClientRun allowed = probe_as(daemon.socket, nobody, nobody);
@@ -221,7 +215,7 @@ BOOST_AUTO_TEST_CASE(an_allowed_uid_passes, *utf::precondition(RootOnly())) {
     BOOST_TEST(stop_daemon(daemon).exited_with(0));
 }
 
-BOOST_AUTO_TEST_CASE(an_allowed_gid_passes, *utf::precondition(RootOnly())) {
+BOOST_AUTO_TEST_CASE(an_allowed_gid_passes, *utf::precondition(root_only)) {
     TempDir dir;
     Daemon daemon = start_daemon(
         dir, DaemonOptions::at(abstract_name(), {"--allow-uid", "1", "--allow-gid", "65534"}));
@@ -356,7 +350,7 @@ BOOST_AUTO_TEST_CASE(sighup_applies_a_new_allow_list_to_new_connections) {
     BOOST_TEST(stop_daemon(daemon).exited_with(0));
 }
 
-BOOST_AUTO_TEST_CASE(sighup_allow_uid_lets_the_new_uid_in, *utf::precondition(RootOnly())) {
+BOOST_AUTO_TEST_CASE(sighup_allow_uid_lets_the_new_uid_in, *utf::precondition(root_only)) {
     TempDir dir;
     const std::string config = dir.write_file("d.conf", "allow-uid = 0\n");
     Daemon daemon = start_daemon(dir, DaemonOptions::at(abstract_name(), {"--config", config}));
@@ -422,7 +416,7 @@ constexpr uid_t second_user = 40002;
 } // namespace
 
 BOOST_AUTO_TEST_CASE(a_uid_at_its_cap_gets_no_more_while_other_uids_are_served,
-                     *utf::precondition(RootOnly())) {
+                     *utf::precondition(root_only)) {
     TempDir dir;
     Daemon daemon =
         start_daemon(dir, DaemonOptions::at(abstract_name(), {"--max-connections-per-uid", "3"}));
@@ -450,8 +444,7 @@ BOOST_AUTO_TEST_CASE(a_uid_at_its_cap_gets_no_more_while_other_uids_are_served,
     BOOST_TEST(stop_daemon(daemon).exited_with(0));
 }
 
-BOOST_AUTO_TEST_CASE(a_closed_connection_gives_its_uid_a_slot_back,
-                     *utf::precondition(RootOnly())) {
+BOOST_AUTO_TEST_CASE(a_closed_connection_gives_its_uid_a_slot_back, *utf::precondition(root_only)) {
     TempDir dir;
     Daemon daemon =
         start_daemon(dir, DaemonOptions::at(abstract_name(), {"--max-connections-per-uid", "2"}));
@@ -465,7 +458,7 @@ BOOST_AUTO_TEST_CASE(a_closed_connection_gives_its_uid_a_slot_back,
     BOOST_TEST(stop_daemon(daemon).exited_with(0));
 }
 
-BOOST_AUTO_TEST_CASE(sighup_changes_the_per_uid_cap, *utf::precondition(RootOnly())) {
+BOOST_AUTO_TEST_CASE(sighup_changes_the_per_uid_cap, *utf::precondition(root_only)) {
     TempDir dir;
     const auto config = dir.write_file("d.conf", "max-connections-per-uid = 1\n");
     Daemon daemon = start_daemon(dir, DaemonOptions::at(abstract_name(), {"--config", config}));

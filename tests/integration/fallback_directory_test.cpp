@@ -8,6 +8,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include "process.hpp"
+#include "root_only.hpp"
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -20,14 +21,7 @@ namespace utf = boost::unit_test;
 
 namespace {
 
-struct RootOnly {
-    boost::test_tools::assertion_result operator()(utf::test_unit_id) const {
-        boost::test_tools::assertion_result result(::geteuid() == 0);
-        if (!result)
-            result.message() << "skipped: needs root to run the daemon as another uid";
-        return result;
-    }
-};
+const RootOnly root_only{"to run the daemon as another uid"};
 
 // A uid without a home of its own here and its fallback directory, which must not exist yet;
 // whatever a test put at that path is removed afterwards (a symlink itself, never its target).
@@ -93,7 +87,7 @@ void expect_refusal(const TempDir& temp, const FallbackUser& user, const std::st
 } // namespace
 
 BOOST_AUTO_TEST_CASE(a_missing_directory_is_created_0700_and_served,
-                     *utf::precondition(RootOnly())) {
+                     *utf::precondition(root_only)) {
     TempDir temp;
     FallbackUser user;
     auto daemon = start_daemon(temp, user.daemon(true));
@@ -106,8 +100,7 @@ BOOST_AUTO_TEST_CASE(a_missing_directory_is_created_0700_and_served,
     BOOST_TEST(stop_daemon(daemon).exited_with(0));
 }
 
-BOOST_AUTO_TEST_CASE(a_directory_of_our_own_with_mode_0700_is_used,
-                     *utf::precondition(RootOnly())) {
+BOOST_AUTO_TEST_CASE(a_directory_of_our_own_with_mode_0700_is_used, *utf::precondition(root_only)) {
     TempDir temp;
     FallbackUser user;
     make_directory(user.dir, user.uid, 0700);
@@ -117,7 +110,7 @@ BOOST_AUTO_TEST_CASE(a_directory_of_our_own_with_mode_0700_is_used,
 }
 
 BOOST_AUTO_TEST_CASE(a_directory_planted_by_another_user_is_refused,
-                     *utf::precondition(RootOnly())) {
+                     *utf::precondition(root_only)) {
     TempDir temp;
     FallbackUser user;
     make_directory(user.dir, 0, 0777); // created first by someone else, open to all
@@ -126,7 +119,7 @@ BOOST_AUTO_TEST_CASE(a_directory_planted_by_another_user_is_refused,
 }
 
 BOOST_AUTO_TEST_CASE(a_directory_of_our_own_open_to_others_is_refused,
-                     *utf::precondition(RootOnly())) {
+                     *utf::precondition(root_only)) {
     TempDir temp;
     FallbackUser user;
     make_directory(user.dir, user.uid, 0755);
@@ -135,7 +128,7 @@ BOOST_AUTO_TEST_CASE(a_directory_of_our_own_open_to_others_is_refused,
 }
 
 BOOST_AUTO_TEST_CASE(a_symlink_in_place_of_the_directory_is_refused,
-                     *utf::precondition(RootOnly())) {
+                     *utf::precondition(root_only)) {
     TempDir temp;
     FallbackUser user;
     // The link points at a directory that would pass every other check: only the link is wrong.
@@ -147,7 +140,7 @@ BOOST_AUTO_TEST_CASE(a_symlink_in_place_of_the_directory_is_refused,
     BOOST_TEST(is_empty_directory(target));
 }
 
-BOOST_AUTO_TEST_CASE(a_file_in_place_of_the_directory_is_refused, *utf::precondition(RootOnly())) {
+BOOST_AUTO_TEST_CASE(a_file_in_place_of_the_directory_is_refused, *utf::precondition(root_only)) {
     TempDir temp;
     FallbackUser user;
     temp.write_file("unused", "");

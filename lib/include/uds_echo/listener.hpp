@@ -52,11 +52,8 @@ struct Listener {
 // path.
 Listener create_listener(const ListenerOptions& options);
 
-// The "@name" of the abstract socket `fd` is bound to; nullopt for a path socket or an unnamed
-// one. An abstract name has no file, so no mode or group restricts who may connect.
-std::optional<std::string> abstract_socket_name(int fd);
-
-// The path or "@name" `fd` is bound to, for the log; "an unnamed socket" when it has none.
-std::string bound_socket_name(int fd);
+// The path or "@name" (an abstract name, see is_abstract()) that `fd` is bound to; nullopt for an
+// unnamed socket.
+std::optional<std::string> bound_socket_name(int fd);
 
 } // namespace uds_echo
