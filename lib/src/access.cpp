@@ -17,12 +17,13 @@ bool AccessPolicy::allows(const PeerCredentials& peer) const {
     return uid_allowed || gid_allowed;
 }
 
-std::string describe_peer(std::uint64_t id, const std::optional<PeerCredentials>& peer) {
-    auto text = "connection " + std::to_string(id);
-    if (peer)
-        text += " (pid " + std::to_string(peer->pid) + ", uid " + std::to_string(peer->uid) +
-                ", gid " + std::to_string(peer->gid) + ")";
-    return text;
+boost::log::record_ostream& operator<<(boost::log::record_ostream& out, const PeerInLog& peer) {
+    out << LogField{"connection", static_cast<std::int64_t>(peer.id)} << "connection " << peer.id;
+    if (peer.peer)
+        out << LogField{"pid", peer.peer->pid} << LogField{"uid", peer.peer->uid}
+            << LogField{"gid", peer.peer->gid} << " (pid " << peer.peer->pid << ", uid "
+            << peer.peer->uid << ", gid " << peer.peer->gid << ")";
+    return out;
 }
 
 std::optional<PeerCredentials> peer_credentials(int fd) {

@@ -7,6 +7,7 @@
 #include <boost/log/expressions.hpp>
 #include <boost/log/sinks/sync_frontend.hpp>
 #include <boost/log/sinks/text_ostream_backend.hpp>
+#include <boost/log/utility/manipulators/add_value.hpp>
 
 #include <sys/stat.h>
 
@@ -67,6 +68,13 @@ void format_record(LogFormat format, const std::string& program, logging::record
         append_json_string(line, program);
         line += ",\"message\":";
         append_json_string(line, message);
+        for (const auto& [name, value] : record.attribute_values()) {
+            if (const auto number = value.extract<std::int64_t>()) {
+                line += ',';
+                append_json_string(line, name.string());
+                line += ':' + std::to_string(*number);
+            }
+        }
         line += '}';
         stream << line;
         break;
@@ -79,6 +87,10 @@ void format_record(LogFormat format, const std::string& program, logging::record
 }
 
 } // namespace
+
+logging::record_ostream& operator<<(logging::record_ostream& out, const LogField& field) {
+    return out << logging::add_value(field.name, field.value);
+}
 
 std::optional<LogLevel> parse_log_level(const std::string& name) {
     for (auto level :

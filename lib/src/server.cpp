@@ -370,7 +370,7 @@ private:
             refusals_in_window_ = 0;
         }
         if (++refusals_in_window_ <= refused_log_limit_per_second) {
-            UDS_LOG(warning) << describe_peer(id, peer) << " refused: " << reason;
+            UDS_LOG(warning) << PeerInLog{id, peer} << " refused: " << reason;
             return;
         }
         if (refusals_unlogged_++ == 0)

@@ -59,7 +59,7 @@ Worker::Impl::Task<void> Worker::Impl::session(Connection connection) {
         if (!co_await echo_read(connection.socket, first, received))
             break;
     }
-    let_go(connection);
+    end_session(connection);
 }
 
 // Echoes what a read put into `first`. A full `first` means more is probably waiting: that
@@ -93,7 +93,7 @@ Worker::Impl::Task<bool> Worker::Impl::echo(Socket& peer, asio::const_buffer dat
             co_return false;
         }
     }
-    count_echoed(data.size());
+    count_echoed(peer, data.size());
     co_return true;
 }
 
@@ -137,22 +137,31 @@ void Worker::Impl::write_unsent_then_serve(Socket socket, std::string unsent, Se
             if (error) {
                 if (handing_over_ && error == asio::error::operation_aborted)
                     keep_unsent(pending->socket, asio::buffer(*bytes) + written);
-                let_go(*pending);
+                end_session(*pending);
                 pending.reset(); // closes the socket unless it was let go
                 ended(nullptr);
                 return;
             }
-            count_echoed(written);
+            count_echoed(pending->socket, written);
             asio::co_spawn(context_, session(Connection(std::move(pending->socket), tick_)), ended);
         });
 }
 
-// At the end of a session during a handover: the connection goes to the handed-over list instead
-// of being closed, unless it is closed already or its client has gone (nothing to resume:
-// everything it sent was echoed).
-void Worker::Impl::let_go(Connection& connection) {
+// The end of a session, in a plain function so that its locals stay out of the session's frame.
+// The socket is closed when the frame ends, unless a handover takes it.
+void Worker::Impl::end_session(Connection& connection) {
+    const int fd = connection.socket.native_handle(); // -1: closed and logged by the worker
+    const bool handed_over = let_go(connection);
+    if (!logged_.empty())
+        log_end(fd, handed_over ? "handed over" : "closed");
+}
+
+// During a handover: the connection goes to the handed-over list instead of being closed (true),
+// unless it is closed already or its client has gone (nothing to resume: everything it sent was
+// echoed).
+bool Worker::Impl::let_go(Connection& connection) {
     if (!handing_over_ || !connection.socket.is_open())
-        return;
+        return false;
     std::string unsent;
     if (const auto saved = unsent_.find(connection.socket.native_handle());
         saved != unsent_.end()) {
@@ -160,11 +169,13 @@ void Worker::Impl::let_go(Connection& connection) {
         unsent_.erase(saved);
     }
     if (unsent.empty() && !peer_still_there(connection.socket.native_handle()))
-        return;
+        return false;
     error_code error;
     const int fd = connection.socket.release(error);
-    if (!error)
-        handed_.push_back(HandedConnection{FileDescriptor(fd), std::move(unsent)});
+    if (error)
+        return false;
+    handed_.push_back(HandedConnection{FileDescriptor(fd), std::move(unsent)});
+    return true;
 }
 
 void Worker::Impl::keep_unsent(Socket& peer, asio::const_buffer data) {

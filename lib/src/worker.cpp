@@ -5,6 +5,7 @@
 #include "worker_impl.hpp"
 
 #include "uds_echo/logging.hpp"
+#include "uds_echo/text.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -130,10 +131,8 @@ void Worker::Impl::begin_drain() {
 
 void Worker::Impl::force_close() {
     cut_.fetch_add(connections_.size(), std::memory_order_relaxed);
-    for (auto& connection : connections_) {
-        error_code ignored;
-        connection.socket.close(ignored);
-    }
+    for (auto& connection : connections_)
+        close_and_log(connection, "cut at the shutdown timeout");
 }
 
 // A restart: no new connections, and every session stops where it is. The cancelled reads end at
@@ -256,7 +255,9 @@ void Worker::Impl::admit(Socket socket, std::string unsent) {
         }
         ended.counted_uid = peer->uid;
     }
-    UDS_LOG(debug) << describe_peer(id, peer) << " accepted";
+    UDS_LOG(debug) << PeerInLog{id, peer} << " accepted";
+    if (log_enabled(LogLevel::debug))
+        logged_[socket.native_handle()] = {id, std::chrono::steady_clock::now()};
     shared_.open.fetch_add(1);
     ++live_sessions_;
     if (unsent.empty())
@@ -303,11 +304,34 @@ void Worker::Impl::close_idle_connections() {
     if (timeout == 0)
         return;
     for (auto& connection : connections_) {
-        if (tick_ - connection.last_activity_tick > timeout) {
-            error_code ignored;
-            connection.socket.close(ignored);
-        }
+        if (tick_ - connection.last_activity_tick > timeout)
+            close_and_log(connection, "closed for idleness");
     }
+}
+
+// Closed by the worker rather than by its session: the line says why.
+void Worker::Impl::close_and_log(Connection& connection, std::string_view why) {
+    if (!logged_.empty())
+        log_end(connection.socket.native_handle(), why);
+    error_code ignored;
+    connection.socket.close(ignored);
+}
+
+void Worker::Impl::count_logged(int fd, std::size_t bytes) {
+    if (const auto entry = logged_.find(fd); entry != logged_.end())
+        entry->second.echoed += bytes;
+}
+
+void Worker::Impl::log_end(int fd, std::string_view how) {
+    const auto entry = logged_.find(fd);
+    if (entry == logged_.end())
+        return; // accepted while debug logging was off
+    const auto& connection = entry->second;
+    UDS_LOG(debug) << LogField{"connection", static_cast<std::int64_t>(connection.id)}
+                   << "connection " << connection.id << ' ' << how << " after "
+                   << latency_text(std::chrono::steady_clock::now() - connection.since) << ", "
+                   << byte_count_text(connection.echoed) << " echoed";
+    logged_.erase(entry);
 }
 
 void Worker::Impl::finish_if_drained() {

@@ -17,11 +17,13 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <unordered_map>
 #include <utility>
@@ -127,15 +129,30 @@ private:
     // session.cpp: the life of a connection.
     Task<void> session(Connection connection);
     void write_unsent_then_serve(Socket socket, std::string unsent, SessionEnded ended);
-    void let_go(Connection& connection);
+    void end_session(Connection& connection);
+    bool let_go(Connection& connection);
     Task<bool> echo_read(Socket& peer, const worker_detail::FirstRead& first, std::size_t received);
     Task<bool> echo(Socket& peer, boost::asio::const_buffer data);
     Task<bool> echo_burst(Socket& peer, boost::asio::const_buffer first);
     void keep_unsent(Socket& peer, boost::asio::const_buffer data);
-    void count_echoed(std::size_t bytes) {
+    void count_echoed(Socket& peer, std::size_t bytes) {
         bytes_echoed_.store(bytes_echoed_.load(std::memory_order_relaxed) + bytes,
                             std::memory_order_relaxed); // only this thread writes it
+        if (!logged_.empty())
+            count_logged(peer.native_handle(), bytes);
     }
+
+    // Debug level: what the line that ends a connection reports ("connection 7 closed after
+    // 2.5 s, 4.0 KiB echoed"), by descriptor. Kept here and not in the session so that an idle
+    // connection costs no more, and left empty at the other levels.
+    struct LoggedConnection {
+        std::uint64_t id;
+        std::chrono::steady_clock::time_point since;
+        std::uint64_t echoed = 0;
+    };
+    void count_logged(int fd, std::size_t bytes);
+    void log_end(int fd, std::string_view how);
+    void close_and_log(Connection& connection, std::string_view why);
 
     BufferPool buffers_;
     WorkerSettings settings_;
@@ -153,6 +170,7 @@ private:
     std::size_t live_sessions_ = 0; // spawned and not ended (a spawned session starts later)
     std::unordered_map<int, std::string> unsent_; // by descriptor, during a handover
     std::vector<HandedConnection> handed_;
+    std::unordered_map<int, LoggedConnection> logged_;
     std::atomic<std::uint64_t> bytes_echoed_{0};
     std::atomic<std::uint64_t> cut_{0};
     std::atomic<std::uint64_t> heartbeat_{0};

@@ -6,7 +6,11 @@
 
 #include "process.hpp"
 
+#include <unistd.h>
+
+#include <initializer_list>
 #include <string>
+#include <string_view>
 #include <vector>
 
 using namespace uds_echo::test;
@@ -241,4 +245,55 @@ BOOST_AUTO_TEST_CASE(socket_option_wins_over_the_environment) {
     BOOST_TEST(result.status == (ExitStatus{false, 0}), "stderr: " << result.err);
     BOOST_TEST(contains(result.out, dir.file("from-cli.sock")), "stdout: " << result.out);
     BOOST_TEST(!contains(result.out, "from-env.sock"), "stdout: " << result.out);
+}
+
+// ---- the log ----
+
+namespace {
+
+// The line of `log` that contains every one of `parts`, or "" when none does.
+std::string line_with(const std::string& log, std::initializer_list<std::string_view> parts) {
+    for (const auto& line : non_empty_lines(log)) {
+        bool all = true;
+        for (const auto part : parts)
+            all = all && contains(line, part);
+        if (all)
+            return line;
+    }
+    return {};
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(json_log_has_the_peer_as_fields_and_each_connection_s_end) {
+    TempDir dir;
+    Daemon daemon =
+        start_daemon(dir, DaemonOptions::with_args({"--log-level", "debug", "--log-format", "json",
+                                                    "--idle-timeout", "1"}));
+    {
+        Fd client = connect_unix(daemon.socket);
+        write_all(client.get(), "0123456789");
+        BOOST_TEST(read_exact(client.get(), 10) == "0123456789");
+    }
+    Fd idle = connect_unix(daemon.socket);
+    BOOST_TEST(wait_until([&] { return contains(daemon.process.stderr_text(), "idleness"); }, 10s),
+               "stderr: " << daemon.process.stderr_text());
+    BOOST_TEST(stop_daemon(daemon).exited_with(0));
+    const std::string log = daemon.process.stderr_text();
+
+    for (const auto& line : non_empty_lines(log))
+        BOOST_TEST((line.starts_with("{\"time\":\"") && line.ends_with("}")), "line: " << line);
+    // The connection that sent 10 bytes: its end, with what it echoed, then its start with the
+    // peer's credentials as numbers of their own.
+    const std::string closed = line_with(log, {" closed after ", ", 10 B echoed\""});
+    BOOST_REQUIRE_MESSAGE(!closed.empty(), "stderr: " << log);
+    const auto at = closed.find("\"connection\":");
+    BOOST_REQUIRE(at != std::string::npos);
+    const std::string id = closed.substr(at, closed.find_first_of(",}", at) - at);
+    const std::string accepted = line_with(log, {" accepted\"", id + ","});
+    BOOST_TEST(!accepted.empty(), "stderr: " << log);
+    BOOST_TEST(contains(accepted, "\"pid\":" + std::to_string(::getpid())), accepted);
+    BOOST_TEST(contains(accepted, "\"uid\":" + std::to_string(::getuid())), accepted);
+    BOOST_TEST(contains(accepted, "\"gid\":" + std::to_string(::getgid())), accepted);
+    BOOST_TEST(!line_with(log, {" closed for idleness after "}).empty(), "stderr: " << log);
 }

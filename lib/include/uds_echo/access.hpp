@@ -1,6 +1,8 @@
 // Who may connect (--allow-uid/--allow-gid), decided from the peer's SO_PEERCRED.
 #pragma once
 
+#include "uds_echo/logging.hpp"
+
 #include <sys/types.h>
 
 #include <cstdint>
@@ -26,8 +28,14 @@ struct AccessPolicy {
     bool restricts() const { return !allowed_uids.empty() || !allowed_gids.empty(); }
 };
 
-// "connection ID (pid P, uid U, gid G)" for the log; without credentials just "connection ID".
-std::string describe_peer(std::uint64_t id, const std::optional<PeerCredentials>& peer);
+// A connection as the log names it: "connection ID (pid P, uid U, gid G)", or "connection ID"
+// without credentials. Streamed into UDS_LOG, the numbers are also fields of their own
+// ("connection", "pid", "uid", "gid": LogField).
+struct PeerInLog {
+    std::uint64_t id;
+    std::optional<PeerCredentials> peer;
+};
+boost::log::record_ostream& operator<<(boost::log::record_ostream& out, const PeerInLog& peer);
 
 // The credentials the kernel recorded for the peer of a connected AF_UNIX socket at connect()
 // time; nullopt if getsockopt fails.

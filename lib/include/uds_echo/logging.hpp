@@ -6,6 +6,7 @@
 #include <boost/log/sources/severity_logger.hpp>
 
 #include <atomic>
+#include <cstdint>
 #include <optional>
 #include <string>
 
@@ -42,6 +43,15 @@ inline std::atomic<int> minimum_log_level{static_cast<int>(LogLevel::info)};
 inline bool log_enabled(LogLevel level) {
     return static_cast<int>(level) <= detail::minimum_log_level.load(std::memory_order_relaxed);
 }
+
+// A number that belongs to a log line as a field of its own, such as the peer's "pid": streamed
+// into UDS_LOG, --log-format json writes it next to the message, where a log reader can filter on
+// it. The text formats leave it out; the message says what a person needs.
+struct LogField {
+    const char* name;
+    std::int64_t value;
+};
+boost::log::record_ostream& operator<<(boost::log::record_ostream& out, const LogField& field);
 
 BOOST_LOG_INLINE_GLOBAL_LOGGER_DEFAULT(logger, boost::log::sources::severity_logger_mt<LogLevel>)
 

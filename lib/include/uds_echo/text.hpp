@@ -16,7 +16,7 @@ std::string json_string(std::string_view text);
 // A duration as a person typed it: "5 s", "0.25 s" (up to six significant digits).
 std::string seconds_text(std::chrono::duration<double> seconds);
 
-// A latency in the unit that suits it: "36.2 us", "1.25 ms", "2.00 s".
+// A latency, or any short duration, in the unit that suits it: "36.2 us", "1.25 ms", "2.00 s".
 std::string latency_text(std::chrono::nanoseconds latency);
 
 // Bytes in binary units, as ls -h and systemctl status print them: "512 B", "4.0 KiB", "2.5 GiB".
