@@ -246,7 +246,7 @@ ParseResult parse_daemon_config(const std::vector<std::string>& args,
         return InformationRequest{version_text()};
 
     DaemonConfig config;
-    config.threads = available_cpus(); // the default, --threads 0
+    config.threads = default_worker_count(); // --threads 0
     SocketSetting file_socket;
     SocketSetting command_line_socket;
     if (auto file = load_config_file(command_line, default_config_file)) {
@@ -281,6 +281,10 @@ unsigned available_cpus() {
         return static_cast<unsigned>(CPU_COUNT(&cpus));
     // More CPUs than a cpu_set_t holds (EINVAL), or no answer: what the hardware has.
     return std::max(1u, std::thread::hardware_concurrency());
+}
+
+unsigned default_worker_count() {
+    return std::max(1u, available_cpus() / 2);
 }
 
 } // namespace uds_echo

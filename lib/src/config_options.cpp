@@ -115,7 +115,7 @@ unsigned count(std::string_view text) {
 
 unsigned thread_count(std::string_view text) {
     const auto requested = parse_number(text, {0, max_threads});
-    return requested == 0 ? available_cpus() : static_cast<unsigned>(requested);
+    return requested == 0 ? default_worker_count() : static_cast<unsigned>(requested);
 }
 
 std::size_t buffer_bytes(std::string_view text) {
@@ -211,7 +211,7 @@ constexpr std::array options_table{
     Option{.name = "threads",
            .argument = "N",
            .default_text = "0",
-           .help = "worker threads, 0 = CPUs this process may use (0-1024)",
+           .help = "worker threads, 0 = one per two CPUs this process may use (0-1024)",
            .in_file = true,
            .change = restart,
            .field = value_field<thread_count, number_text, &DaemonConfig::threads>()},

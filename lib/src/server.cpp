@@ -68,14 +68,6 @@ sigset_t server_signals() {
     return signals;
 }
 
-int duplicate(int fd) {
-    const int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    if (copy < 0)
-        throw std::system_error(errno, std::generic_category(),
-                                "cannot duplicate the listening socket");
-    return copy;
-}
-
 // A coroutine of the control thread that throws is a bug: the exception leaves run() and main()
 // reports it and exits, as for any unexpected error.
 void rethrow_failure(std::exception_ptr failure) {
@@ -110,14 +102,12 @@ public:
             [this](std::uint64_t id, PeerCredentials peer, const char* reason) {
                 asio::post(control_, [this, id, peer, reason] { on_refused(id, peer, reason); });
             },
-            [this] { on_session_end(); }};
+            [this] { on_session_end(); }, nullptr};
+        if (worker_count > 1)
+            events.hand_out = [this](int fd) { return hand_out(fd); };
         for (unsigned i = 0; i < worker_count; ++i) {
-            // Each worker waits on the listening socket through a descriptor of its own: one
-            // socket in several epoll sets, closed by each worker independently at shutdown.
-            const int listener = socket_.connected ? -1
-                                 : i == 0          ? socket_.fd
-                                                   : duplicate(socket_.fd);
-            workers_.push_back(std::make_unique<Worker>(config_.buffer_size, worker_settings(),
+            const int listener = socket_.connected || i > 0 ? -1 : socket_.fd;
+            workers_.push_back(std::make_unique<Worker>(i, config_.buffer_size, worker_settings(),
                                                         listener, shared_, events));
         }
     }
@@ -260,8 +250,7 @@ private:
                       << shared_.open.load()
                       << " open connection(s) over to the file descriptor store";
         workers_draining_ = workers_.size();
-        for (auto& worker : workers_)
-            worker->begin_handover();
+        for_each_worker_accepting_first([](Worker& worker) { worker.begin_handover(); });
         // Sessions let go as soon as their cancelled operations complete; the deadline only
         // guards against a session that does not, whose connection is then closed (and counted
         // as cut).
@@ -302,8 +291,7 @@ private:
         // A listening socket passed by systemd stays open there, with the clients queued in its
         // backlog, for the next start: the workers close their descriptors and nothing else.
         workers_draining_ = workers_.size();
-        for (auto& worker : workers_)
-            worker->begin_drain();
+        for_each_worker_accepting_first([](Worker& worker) { worker.begin_drain(); });
         co_await wait_for_workers();
         std::uint64_t cut = 0;
         for (const auto& worker : workers_)
@@ -339,6 +327,36 @@ private:
     void on_worker_drained() {
         if (--workers_draining_ == 0)
             all_drained_.cancel();
+    }
+
+    // Runs on the accepting worker (the first), for each connection it accepts: the connection goes
+    // to the worker with the fewest open sessions if that has fewer than the accepting worker, and
+    // otherwise stays where it is, at no cost. A worker's count can be a moment old; the balance
+    // only needs to be rough.
+    bool hand_out(int fd) {
+        Worker* least = workers_.front().get();
+        unsigned least_open = least->open_sessions();
+        for (const auto& worker : workers_) {
+            if (const auto open = worker->open_sessions(); open < least_open) {
+                least = worker.get();
+                least_open = open;
+            }
+        }
+        if (least == workers_.front().get())
+            return false;
+        least->serve_accepted(fd);
+        return true;
+    }
+
+    // `task` for every worker, the accepting worker first: the others get it only after every
+    // connection it handed out before it ran `task`.
+    // (Posted as one task: the accepting worker's thread ends once it has drained, and would never
+    // run a second one.)
+    void for_each_worker_accepting_first(const std::function<void(Worker&)>& task) {
+        workers_.front()->post([this, task] {
+            for (auto& worker : workers_)
+                task(*worker);
+        });
     }
 
     // Runs on a worker thread.

@@ -63,9 +63,10 @@ bool is_resource_exhaustion(const error_code& error) {
 
 } // namespace
 
-Worker::Impl::Impl(std::size_t buffer_size, WorkerSettings settings, int listener,
+Worker::Impl::Impl(unsigned index, std::size_t buffer_size, WorkerSettings settings, int listener,
                    SharedState& shared, WorkerEvents events)
-    : buffers_(buffer_size)
+    : index_(index)
+    , buffers_(buffer_size)
     , settings_(std::move(settings))
     , shared_(shared)
     , events_(std::move(events))
@@ -111,6 +112,12 @@ void Worker::Impl::slot_freed() {
 void Worker::Impl::serve_connected(int fd) {
     shared_.slots.try_take(1);
     admit(Socket(context_, asio::local::stream_protocol(), fd));
+}
+
+void Worker::Impl::serve_accepted(int fd) {
+    AcceptedSocket socket(context_);
+    socket.adopt(fd);
+    admit(std::move(socket));
 }
 
 void Worker::Impl::apply(WorkerSettings settings) {
@@ -217,6 +224,8 @@ Worker::Impl::Task<void> Worker::Impl::accept_loop() {
         }
         if (shared_.out_of_resources.exchange(false))
             UDS_LOG(info) << "accepting connections again";
+        if (events_.hand_out && events_.hand_out(fd))
+            continue;
         socket.adopt(fd);
         admit(std::move(socket));
     }
@@ -255,10 +264,11 @@ void Worker::Impl::admit(Socket socket, std::string unsent) {
         }
         ended.counted_uid = peer->uid;
     }
-    UDS_LOG(debug) << PeerInLog{id, peer} << " accepted";
+    UDS_LOG(debug) << PeerInLog{id, peer} << " accepted by worker " << index_;
     if (log_enabled(LogLevel::debug))
         logged_[socket.native_handle()] = {id, std::chrono::steady_clock::now()};
     shared_.open.fetch_add(1);
+    open_.fetch_add(1, std::memory_order_relaxed);
     ++live_sessions_;
     if (unsent.empty())
         asio::co_spawn(context_, session(Connection(std::move(socket), tick_)), ended);
@@ -278,6 +288,7 @@ void Worker::Impl::SessionEnded::operator()(std::exception_ptr failure) const {
     if (counted_uid)
         worker->shared_.uid_counts.remove(*counted_uid);
     worker->shared_.open.fetch_sub(1);
+    worker->open_.fetch_sub(1, std::memory_order_relaxed);
     --worker->live_sessions_;
     worker->shared_.slots.give_back();
     worker->events_.session_ended();
@@ -347,9 +358,9 @@ void Worker::Impl::finish_if_drained() {
         housekeeping_timer_->cancel();
     events_.drained();
 }
-Worker::Worker(std::size_t buffer_size, WorkerSettings settings, int listener, SharedState& shared,
-               WorkerEvents events)
-    : impl_(std::make_unique<Impl>(buffer_size, std::move(settings), listener, shared,
+Worker::Worker(unsigned index, std::size_t buffer_size, WorkerSettings settings, int listener,
+               SharedState& shared, WorkerEvents events)
+    : impl_(std::make_unique<Impl>(index, buffer_size, std::move(settings), listener, shared,
                                    std::move(events))) {}
 
 Worker::~Worker() = default;
@@ -364,6 +375,18 @@ void Worker::join() {
 
 void Worker::serve_connected(int fd) {
     impl_->post([this, fd] { impl_->serve_connected(fd); });
+}
+
+void Worker::serve_accepted(int fd) {
+    impl_->post([this, fd] { impl_->serve_accepted(fd); });
+}
+
+void Worker::post(std::function<void()> task) {
+    impl_->post(std::move(task));
+}
+
+unsigned Worker::open_sessions() const {
+    return impl_->open_sessions();
 }
 
 void Worker::apply(WorkerSettings settings) {

@@ -98,14 +98,17 @@ struct WorkerEvents {
     std::function<void()> drained;
     std::function<void(std::uint64_t id, PeerCredentials, const char* reason)> refused;
     std::function<void()> session_ended;
+    // The accepting worker offers every connection it accepts: true when the callback gave it to
+    // another worker (serve_accepted()), false to serve it here. Runs on the accepting worker.
+    std::function<bool(int fd)> hand_out;
 };
 
 class Worker {
 public:
-    // `listener` is this worker's own descriptor of the listening socket (-1: none); the worker
-    // closes it. `shared` must outlive the worker.
-    Worker(std::size_t buffer_size, WorkerSettings settings, int listener, SharedState& shared,
-           WorkerEvents events);
+    // `index` names the worker in the log. `listener` is the listening socket for the accepting
+    // worker, which closes it, and -1 for the others. `shared` must outlive the worker.
+    Worker(unsigned index, std::size_t buffer_size, WorkerSettings settings, int listener,
+           SharedState& shared, WorkerEvents events);
     ~Worker(); // stops the thread if it still runs
     Worker(const Worker&) = delete;
     Worker& operator=(const Worker&) = delete;
@@ -117,6 +120,10 @@ public:
 
     // Thread-safe; each takes effect on the worker's thread.
     void serve_connected(int fd); // Accept=yes: serves one connection, for which a slot is taken
+    // A connection another worker accepted and handed out, with the slot it took.
+    void serve_accepted(int fd);
+    // Runs `task` on the worker's thread after everything posted to it before.
+    void post(std::function<void()> task);
     void apply(WorkerSettings settings);
     void slot_freed(); // a slot was given back: a paused accept loop may go on
     // Stops accepting (connections still in the listen backlog stay there) and reports `drained`
@@ -139,6 +146,7 @@ public:
     std::uint64_t bytes_echoed() const;
     std::uint64_t connections_cut() const;
     std::uint64_t heartbeat() const; // the last beat the event loop ran
+    unsigned open_sessions() const;
     // The connections the sessions let go of; call after begin_handover() reported `drained`.
     std::vector<HandedConnection> take_handed();
 

@@ -75,8 +75,8 @@ class Worker::Impl {
 public:
     // `listener` is this worker's own descriptor of the listening socket (-1: none); the worker
     // closes it.
-    Impl(std::size_t buffer_size, WorkerSettings settings, int listener, SharedState& shared,
-         WorkerEvents events);
+    Impl(unsigned index, std::size_t buffer_size, WorkerSettings settings, int listener,
+         SharedState& shared, WorkerEvents events);
     ~Impl();
     Impl(const Impl&) = delete;
     Impl& operator=(const Impl&) = delete;
@@ -89,12 +89,14 @@ public:
     std::uint64_t bytes_echoed() const { return bytes_echoed_.load(std::memory_order_relaxed); }
     std::uint64_t connections_cut() const { return cut_.load(std::memory_order_relaxed); }
     std::uint64_t heartbeat() const { return heartbeat_.load(std::memory_order_relaxed); }
+    unsigned open_sessions() const { return open_.load(std::memory_order_relaxed); }
     void start();
     void join();
     void slot_freed();
 
     // The worker's thread (posted by the control thread); Worker's comments say what each does.
     void serve_connected(int fd);
+    void serve_accepted(int fd);
     void apply(WorkerSettings settings);
     void set_heartbeat(std::uint64_t beat) { heartbeat_.store(beat, std::memory_order_relaxed); }
     void begin_drain();
@@ -154,6 +156,7 @@ private:
     void log_end(int fd, std::string_view how);
     void close_and_log(Connection& connection, std::string_view why);
 
+    unsigned index_;
     BufferPool buffers_;
     WorkerSettings settings_;
     SharedState& shared_;
@@ -175,6 +178,7 @@ private:
     std::atomic<std::uint64_t> cut_{0};
     std::atomic<std::uint64_t> heartbeat_{0};
     std::atomic<bool> accept_paused_{false};
+    std::atomic<unsigned> open_{0}; // sessions of this worker, for the accepting worker
     // Declared after everything a session's frame touches: destroying the context destroys any
     // frame still suspended in it, whose cleanup uses the members above.
     boost::asio::io_context context_{1};

@@ -290,7 +290,7 @@ BOOST_AUTO_TEST_CASE(json_log_has_the_peer_as_fields_and_each_connection_s_end) 
     const auto at = closed.find("\"connection\":");
     BOOST_REQUIRE(at != std::string::npos);
     const std::string id = closed.substr(at, closed.find_first_of(",}", at) - at);
-    const std::string accepted = line_with(log, {" accepted\"", id + ","});
+    const std::string accepted = line_with(log, {" accepted by worker ", id + ","});
     BOOST_TEST(!accepted.empty(), "stderr: " << log);
     BOOST_TEST(contains(accepted, "\"pid\":" + std::to_string(::getpid())), accepted);
     BOOST_TEST(contains(accepted, "\"uid\":" + std::to_string(::getuid())), accepted);

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <csignal>
 #include <latch>
 #include <string>
 #include <thread>
@@ -347,3 +348,38 @@ BOOST_AUTO_TEST_CASE(many_sequential_connections_do_not_leak) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+// With several workers the first accepts and hands each connection to the worker with the fewest
+// open sessions (docs/architecture.md): held open together, connections spread over all of them,
+// each echoes, and a stop with connections on every worker drains them all.
+BOOST_AUTO_TEST_CASE(connections_spread_over_every_worker_and_drain_from_all) {
+    TempDir dir;
+    Daemon daemon =
+        start_daemon(dir, DaemonOptions::with_args({"--threads", "3", "--log-level", "debug"}));
+    std::vector<Fd> connections;
+    for (int i = 0; i < 30; ++i) {
+        connections.push_back(connect_unix(daemon.socket));
+        write_all(connections.back().get(), "x");
+        BOOST_REQUIRE(read_exact(connections.back().get(), 1) == "x");
+    }
+    const std::string log = daemon.process.stderr_text();
+    for (int worker = 0; worker < 3; ++worker) {
+        std::size_t served = 0;
+        for (const auto& line : non_empty_lines(log))
+            served += contains(line, " accepted by worker " + std::to_string(worker)) ? 1 : 0;
+        // The readiness probe comes first; then 30 connections held open: 10 each, give or take
+        // a count read a moment before it changed.
+        BOOST_TEST(served >= 8u, "worker " << worker << " accepted " << served << "; " << log);
+    }
+    daemon.process.signal(SIGTERM);
+    BOOST_REQUIRE(
+        wait_until([&] { return contains(daemon.process.stderr_text(), "draining 30"); }, 10s));
+    for (auto& fd : connections) {
+        write_all(fd.get(), "last");
+        shutdown_write(fd.get());
+        BOOST_TEST(read_until_eof(fd.get()) == "last");
+    }
+    const auto status = daemon.process.wait_for_exit(10s);
+    BOOST_REQUIRE(status.has_value());
+    BOOST_TEST(status->exited_with(0), *status << "; stderr: " << daemon.process.stderr_text());
+}

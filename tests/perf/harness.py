@@ -64,6 +64,9 @@ def make_servers(build, unpinned=False):
                    lambda p: [udsechod, "--socket", p, "--log-level", "warning"]),
             Server("udsechod1", "uds-echod --threads 1",
                    lambda p: [udsechod, "--socket", p, "--log-level", "warning", "--threads", "1"]),
+            # One worker per CPU: what the default would be without leaving CPUs to the clients.
+            Server("udsechodn", f"uds-echod --threads {cpus}",
+                   lambda p: [udsechod, "--socket", p, "--log-level", "warning", "--threads", cpus]),
         ]
     return [
         Server("c", "C epoll (1 thr)", lambda p: [epoll, p, "1"]),

@@ -169,7 +169,7 @@ BOOST_AUTO_TEST_CASE(defaults) {
     BOOST_TEST(config.socket_path == default_socket_path(current_user()));
     BOOST_TEST(config.socket_mode == 0660u);
     BOOST_TEST(!config.socket_group.has_value());
-    BOOST_TEST(config.threads == available_cpus());
+    BOOST_TEST(config.threads == default_worker_count());
     BOOST_TEST(config.max_connections == 10000u);
     BOOST_TEST(config.max_connections_per_uid == 1000u);
     BOOST_TEST(config.idle_timeout.count() == 0);
@@ -245,12 +245,13 @@ BOOST_AUTO_TEST_CASE(help_and_version) {
     BOOST_TEST(information({"-V"}) == information({"--version"}));
 }
 
-BOOST_AUTO_TEST_CASE(threads_zero_means_the_cpus_of_the_affinity_mask) {
+BOOST_AUTO_TEST_CASE(threads_zero_means_one_worker_per_two_cpus_of_the_affinity_mask) {
     cpu_set_t cpus;
     BOOST_REQUIRE(::sched_getaffinity(0, sizeof cpus, &cpus) == 0);
     BOOST_TEST(available_cpus() == static_cast<unsigned>(CPU_COUNT(&cpus)));
     BOOST_TEST(available_cpus() >= 1u);
-    BOOST_TEST(parse({"--threads", "0"}).threads == available_cpus());
+    BOOST_TEST(default_worker_count() == std::max(1u, available_cpus() / 2));
+    BOOST_TEST(parse({"--threads", "0"}).threads == default_worker_count());
     BOOST_TEST(parse({"--threads", "1024"}).threads == 1024u);
 }
 
@@ -434,7 +435,7 @@ BOOST_AUTO_TEST_CASE(default_file_is_read_only_if_it_exists) {
     // --config replaces the default file rather than adding to it.
     const auto other = temp.write("other.conf", "max-connections = 3\n");
     const auto named = parse({"-c", other}, file);
-    BOOST_TEST(named.threads == available_cpus());
+    BOOST_TEST(named.threads == default_worker_count());
     BOOST_TEST(named.max_connections == 3u);
 }
 
@@ -654,7 +655,7 @@ BOOST_AUTO_TEST_CASE(a_reload_takes_over_exactly_the_runtime_options) {
                boost::test_tools::per_element());
     BOOST_TEST(settings_of(running) != settings_of(reloaded));
     BOOST_TEST(running.socket_path == default_socket_path(current_user()));
-    BOOST_TEST(running.threads == available_cpus());
+    BOOST_TEST(running.threads == default_worker_count());
     BOOST_TEST(running.max_connections_per_uid == 4u);
     BOOST_TEST(running.access.allowed_uids == (std::vector<uid_t>{0, 1}),
                boost::test_tools::per_element());

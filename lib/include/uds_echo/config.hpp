@@ -87,4 +87,10 @@ std::optional<std::string> read_socket_from_config_file(const std::string& path)
 // The number of CPUs this process may run on (sched_getaffinity), at least 1.
 unsigned available_cpus();
 
+// The workers of --threads 0 (the default): one per two available CPUs, at least one. The clients
+// of a Unix-domain socket run on the same machine, and each message costs them the same system
+// calls it costs the daemon; a worker per CPU leaves them none (docs/architecture.md, "Threads
+// and event loops", has the measurements).
+unsigned default_worker_count();
+
 } // namespace uds_echo
