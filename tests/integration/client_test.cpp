@@ -3,6 +3,7 @@
 #define BOOST_TEST_MODULE integration_client
 #include <boost/test/unit_test.hpp>
 
+#include "fake_server.hpp"
 #include "process.hpp"
 
 #include "uds_echo/paths.hpp"
@@ -78,94 +79,9 @@ Fd listening_socket(const std::string& path, int type = SOCK_STREAM, int backlog
     return fd;
 }
 
-// A server in a thread that accepts connections and hands each to `behaviour` (one at a time),
-// until destroyed. The behaviour gets the connection and a flag that turns true at shutdown.
-class FakeServer {
-public:
-    using Behaviour = std::function<void(int connection, const std::atomic<bool>& stopping)>;
-
-    FakeServer(const std::string& path, Behaviour behaviour)
-        : listener_(listening_socket(path))
-        , thread_([this, behaviour] { serve(behaviour); }) {}
-    FakeServer(const FakeServer&) = delete;
-    FakeServer& operator=(const FakeServer&) = delete;
-    ~FakeServer() {
-        stopping_ = true;
-        thread_.join();
-    }
-
-private:
-    void serve(const Behaviour& behaviour) {
-        while (!stopping_) {
-            if (!readable(listener_.get(), 20ms))
-                continue;
-            Fd connection(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
-            if (connection.valid())
-                behaviour(connection.get(), stopping_);
-        }
-    }
-
-    static bool readable(int fd, std::chrono::milliseconds timeout) {
-        pollfd entry{fd, POLLIN, 0};
-        return ::poll(&entry, 1, static_cast<int>(timeout.count())) > 0;
-    }
-
-    Fd listener_;
-    std::atomic<bool> stopping_{false};
-    std::thread thread_;
-};
-
-// What the fake behaviours need: short blocking reads that notice the shutdown flag.
-std::string receive_some(int fd, const std::atomic<bool>& stopping) {
-    char buffer[64 * 1024];
-    while (!stopping) {
-        pollfd entry{fd, POLLIN, 0};
-        if (::poll(&entry, 1, 20) <= 0)
-            continue;
-        const ssize_t count = ::recv(fd, buffer, sizeof buffer, 0);
-        if (count <= 0)
-            return {};
-        return std::string(buffer, static_cast<std::size_t>(count));
-    }
-    return {};
-}
-
-std::string receive_exactly(int fd, std::size_t size, const std::atomic<bool>& stopping) {
-    std::string data;
-    while (data.size() < size) {
-        const std::string part = receive_some(fd, stopping);
-        if (part.empty())
-            break;
-        data += part;
-    }
-    return data;
-}
-
-void send_quietly(int fd, const std::string& data) {
-    std::string_view rest = data;
-    while (!rest.empty()) {
-        const ssize_t count = ::send(fd, rest.data(), rest.size(), MSG_NOSIGNAL);
-        if (count <= 0)
-            return;
-        rest.remove_prefix(static_cast<std::size_t>(count));
-    }
-}
-
-// Holds the connection open, reading and discarding, until the client goes away.
-void hold_until_peer_closes(int fd, const std::atomic<bool>& stopping) {
-    while (!stopping) {
-        pollfd entry{fd, POLLIN, 0};
-        if (::poll(&entry, 1, 20) <= 0)
-            continue;
-        char buffer[4096];
-        if (::recv(fd, buffer, sizeof buffer, 0) <= 0)
-            return;
-    }
-}
-
 // Reads everything, even past the client's half-close, and never answers: the connection stays
 // open until the client closes its end completely (POLLHUP).
-void swallow_silently(int fd, const std::atomic<bool>& stopping) {
+void swallow_silently(int fd, const Stopping& stopping) {
     hold_until_peer_closes(fd, stopping);
     while (!stopping) {
         pollfd entry{fd, POLLIN, 0};
@@ -175,7 +91,7 @@ void swallow_silently(int fd, const std::atomic<bool>& stopping) {
 }
 
 // Echoes a stream, but with the byte at `offset` changed.
-void echo_corrupting_at(int fd, std::size_t offset, const std::atomic<bool>& stopping) {
+void echo_corrupting_at(int fd, std::size_t offset, const Stopping& stopping) {
     std::size_t position = 0;
     for (;;) {
         std::string data = receive_some(fd, stopping);
@@ -387,7 +303,7 @@ BOOST_FIXTURE_TEST_CASE(a_slow_output_is_not_a_timeout, DaemonFixture) {
 BOOST_AUTO_TEST_CASE(a_stream_cut_short) {
     TempDir dir;
     const auto path = dir.file("fake.sock");
-    FakeServer server(path, [](int fd, const std::atomic<bool>& stopping) {
+    FakeServer server(path, [](int fd, const Stopping& stopping) {
         send_quietly(fd, receive_exactly(fd, 1000, stopping).substr(0, 1000));
     });
     ProcessOptions options;
@@ -427,7 +343,7 @@ BOOST_AUTO_TEST_CASE(help_and_version) {
 BOOST_AUTO_TEST_CASE(a_corrupted_echo) {
     TempDir dir;
     const auto path = dir.file("fake.sock");
-    FakeServer server(path, [](int fd, const std::atomic<bool>& stopping) {
+    FakeServer server(path, [](int fd, const Stopping& stopping) {
         std::string data = receive_exactly(fd, 6, stopping);
         if (data.size() == 6)
             data[4] = 'O';
@@ -441,7 +357,7 @@ BOOST_AUTO_TEST_CASE(a_corrupted_echo) {
 BOOST_AUTO_TEST_CASE(a_daemon_that_closes_early) {
     TempDir dir;
     const auto path = dir.file("fake.sock");
-    FakeServer server(path, [](int fd, const std::atomic<bool>& stopping) {
+    FakeServer server(path, [](int fd, const Stopping& stopping) {
         const std::string data = receive_exactly(fd, 6, stopping);
         send_quietly(fd, data.substr(0, 2));
     });
@@ -452,7 +368,7 @@ BOOST_AUTO_TEST_CASE(a_daemon_that_closes_early) {
 BOOST_AUTO_TEST_CASE(a_corrupted_stream) {
     TempDir dir;
     const auto path = dir.file("fake.sock");
-    FakeServer server(path, [](int fd, const std::atomic<bool>& stopping) {
+    FakeServer server(path, [](int fd, const Stopping& stopping) {
         echo_corrupting_at(fd, 1'000'000, stopping);
     });
     ProcessOptions options;

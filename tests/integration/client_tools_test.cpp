@@ -4,6 +4,7 @@
 #define BOOST_TEST_MODULE integration_client_tools
 #include <boost/test/unit_test.hpp>
 
+#include "fake_server.hpp"
 #include "process.hpp"
 
 #include <boost/property_tree/json_parser.hpp>
@@ -68,90 +69,6 @@ double json_number(const boost::property_tree::ptree& json, const std::string& k
 
 // ---- fake servers ----
 
-// Whether a fake server should go on with a connection, polled by its behaviours.
-using Stopping = std::atomic<bool>;
-
-// Accepts connections in a thread and serves each in a thread of its own (the bench opens many
-// at once), until destroyed.
-class FakeServer {
-public:
-    using Behaviour = std::function<void(int connection, const Stopping& stopping)>;
-
-    FakeServer(const std::string& path, Behaviour behaviour)
-        : behaviour_(std::move(behaviour)) {
-        listener_.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-        BOOST_REQUIRE(listener_.valid());
-        sockaddr_un address{};
-        address.sun_family = AF_UNIX;
-        BOOST_REQUIRE(path.size() < sizeof address.sun_path);
-        std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
-        BOOST_REQUIRE(
-            ::bind(listener_.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
-        BOOST_REQUIRE(::listen(listener_.get(), 64) == 0);
-        acceptor_ = std::thread([this] { accept_loop(); });
-    }
-    FakeServer(const FakeServer&) = delete;
-    FakeServer& operator=(const FakeServer&) = delete;
-    ~FakeServer() {
-        stopping_ = true;
-        acceptor_.join();
-        for (auto& session : sessions_)
-            session.join();
-    }
-
-private:
-    void accept_loop() {
-        while (!stopping_) {
-            pollfd entry{listener_.get(), POLLIN, 0};
-            if (::poll(&entry, 1, 20) <= 0)
-                continue;
-            const int fd = ::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC);
-            if (fd < 0)
-                continue;
-            sessions_.emplace_back([this, fd] {
-                Fd connection(fd);
-                behaviour_(connection.get(), stopping_);
-            });
-        }
-    }
-
-    Behaviour behaviour_;
-    Fd listener_;
-    Stopping stopping_{false};
-    std::thread acceptor_;
-    std::vector<std::thread> sessions_;
-};
-
-// Bytes that arrived, or empty at EOF, error or shutdown.
-std::string receive_some(int fd, const Stopping& stopping) {
-    char buffer[64 * 1024];
-    while (!stopping) {
-        pollfd entry{fd, POLLIN, 0};
-        if (::poll(&entry, 1, 20) <= 0)
-            continue;
-        const ssize_t count = ::recv(fd, buffer, sizeof buffer, 0);
-        if (count <= 0)
-            return {};
-        return std::string(buffer, static_cast<std::size_t>(count));
-    }
-    return {};
-}
-
-void send_quietly(int fd, std::string_view data) {
-    while (!data.empty()) {
-        const ssize_t count = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
-        if (count <= 0)
-            return;
-        data.remove_prefix(static_cast<std::size_t>(count));
-    }
-}
-
-// Reads and discards until the client goes away: a daemon that stopped answering.
-void swallow(int fd, const Stopping& stopping) {
-    while (!receive_some(fd, stopping).empty()) {
-    }
-}
-
 // Echoes `budget` bytes in total, over all connections, then answers nothing more.
 FakeServer::Behaviour echo_then_stall(std::size_t budget) {
     auto left = std::make_shared<std::atomic<std::size_t>>(budget);
@@ -165,7 +82,7 @@ FakeServer::Behaviour echo_then_stall(std::size_t budget) {
             left->store(available - count);
             send_quietly(fd, std::string_view(data).substr(0, count));
             if (count < data.size())
-                return swallow(fd, stopping);
+                return hold_until_peer_closes(fd, stopping);
         }
     };
 }

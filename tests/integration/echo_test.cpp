@@ -248,37 +248,24 @@ BOOST_AUTO_TEST_CASE(a_client_that_does_not_read_is_slowed_not_buffered) {
     std::size_t rss_before = resident_bytes(pid);
 
     Fd fd = connect_unix(daemon.socket, 120s);
-    std::atomic<std::size_t> written{0};
-    std::string writer_error;
-    std::thread writer([&] {
-        try {
-            for (std::size_t offset = 0; offset < total; offset += chunk_size) {
-                write_all(fd.get(), random_bytes(chunk_size, offset));
-                written += chunk_size;
-            }
-            shutdown_write(fd.get());
-        } catch (const std::exception& error) {
-            writer_error = error.what();
-            ::shutdown(fd.get(), SHUT_RDWR);
-        }
-    });
+    ChunkedWriter writer(fd.get(), total, chunk_size);
 
     // The writer must stall: nothing is read, so the daemon can only stop reading. The count of
     // written bytes stops moving long before 64 MiB.
-    std::size_t previous = written.load();
+    std::size_t previous = writer.written();
     std::size_t max_rss = rss_before;
     bool stalled = wait_until(
         [&] {
             max_rss = std::max(max_rss, resident_bytes(pid));
-            std::size_t now = written.load();
+            std::size_t now = writer.written();
             bool same = now == previous && now > 0;
             previous = now;
             return same;
         },
         20s, 250ms);
-    std::size_t stalled_at = written.load();
+    std::size_t stalled_at = writer.written();
     max_rss = std::max(max_rss, resident_bytes(pid));
-    BOOST_TEST(stalled, "the writer never stalled; written " << written.load());
+    BOOST_TEST(stalled, "the writer never stalled; written " << writer.written());
     BOOST_TEST(stalled_at < 16 * MiB, "the daemon accepted " << stalled_at
                                                              << " bytes from a client that reads "
                                                                 "nothing");
@@ -294,16 +281,13 @@ BOOST_AUTO_TEST_CASE(a_client_that_does_not_read_is_slowed_not_buffered) {
         read_error = error.what();
         ::shutdown(fd.get(), SHUT_RDWR);
     }
-    writer.join();
+    const std::string writer_error = writer.join();
     BOOST_TEST(writer_error.empty(), writer_error);
     BOOST_TEST(read_error.empty(), read_error);
-    BOOST_TEST_REQUIRE(echoed.size() == total);
-    for (std::size_t offset = 0; offset < total; offset += chunk_size) {
-        if (echoed.compare(offset, chunk_size, random_bytes(chunk_size, offset)) != 0) {
-            BOOST_ERROR("echo differs in the chunk at offset " << offset);
-            break;
-        }
-    }
+    const auto wrong = writer.first_wrong_chunk(echoed);
+    BOOST_TEST(!wrong.has_value(), "echo differs in the chunk at offset "
+                                       << wrong.value_or(0) << " (got " << echoed.size()
+                                       << " bytes)");
     check_still_echoes();
 }
 

@@ -321,20 +321,7 @@ BOOST_AUTO_TEST_CASE(a_client_reading_one_byte_per_100ms_keeps_daemon_memory_bou
     constexpr std::size_t total = 48 * MiB;
     constexpr std::size_t chunk = 256 * 1024;
     Fd fd = connect_unix(daemon.socket, 60s);
-    std::atomic<std::size_t> written{0};
-    std::string writer_error;
-    std::thread writer([&] {
-        try {
-            for (std::size_t offset = 0; offset < total; offset += chunk) {
-                write_all(fd.get(), random_bytes(chunk, offset));
-                written += chunk;
-            }
-            shutdown_write(fd.get());
-        } catch (const std::exception& error) {
-            writer_error = error.what();
-            ::shutdown(fd.get(), SHUT_RDWR);
-        }
-    });
+    ChunkedWriter writer(fd.get(), total, chunk);
 
     // Slow phase: one byte every 100 ms for 3 s, sampling the daemon's RSS.
     std::string echoed;
@@ -344,7 +331,7 @@ BOOST_AUTO_TEST_CASE(a_client_reading_one_byte_per_100ms_keeps_daemon_memory_bou
         max_rss = std::max(max_rss, resident_bytes(pid));
         std::this_thread::sleep_for(100ms);
     }
-    const std::size_t written_while_slow = written.load();
+    const std::size_t written_while_slow = writer.written();
     BOOST_TEST(written_while_slow < 16 * MiB,
                "the daemon took " << written_while_slow << " bytes from a client reading 30 bytes");
     BOOST_TEST(max_rss < rss_before + 8 * MiB,
@@ -357,15 +344,12 @@ BOOST_AUTO_TEST_CASE(a_client_reading_one_byte_per_100ms_keeps_daemon_memory_bou
         BOOST_ERROR("reading the rest: " << error.what());
         ::shutdown(fd.get(), SHUT_RDWR);
     }
-    writer.join();
+    const std::string writer_error = writer.join();
     BOOST_TEST(writer_error.empty(), writer_error);
-    BOOST_REQUIRE_EQUAL(echoed.size(), total);
-    for (std::size_t offset = 0; offset < total; offset += chunk) {
-        if (echoed.compare(offset, chunk, random_bytes(chunk, offset)) != 0) {
-            BOOST_ERROR("echo differs in the chunk at offset " << offset);
-            break;
-        }
-    }
+    const auto wrong = writer.first_wrong_chunk(echoed);
+    BOOST_TEST(!wrong.has_value(), "echo differs in the chunk at offset "
+                                       << wrong.value_or(0) << " (got " << echoed.size()
+                                       << " bytes)");
     BOOST_TEST(stop_daemon(daemon).exited_with(0));
 }
 

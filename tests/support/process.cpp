@@ -749,6 +749,42 @@ std::string random_bytes(std::size_t size, std::uint64_t seed) {
     return data;
 }
 
+ChunkedWriter::ChunkedWriter(int fd, std::size_t total, std::size_t chunk)
+    : total_(total)
+    , chunk_(chunk)
+    , thread_([this, fd] {
+        try {
+            for (std::size_t offset = 0; offset < total_; offset += chunk_) {
+                write_all(fd, random_bytes(chunk_, offset));
+                written_ += chunk_;
+            }
+            shutdown_write(fd);
+        } catch (const std::exception& error) {
+            error_ = error.what();
+            ::shutdown(fd, SHUT_RDWR);
+        }
+    }) {}
+
+ChunkedWriter::~ChunkedWriter() {
+    if (thread_.joinable())
+        thread_.join();
+}
+
+std::string ChunkedWriter::join() {
+    if (thread_.joinable())
+        thread_.join();
+    return error_;
+}
+
+std::optional<std::size_t> ChunkedWriter::first_wrong_chunk(const std::string& echoed) const {
+    for (std::size_t offset = 0; offset < total_; offset += chunk_)
+        if (echoed.compare(offset, chunk_, random_bytes(chunk_, offset)) != 0)
+            return offset;
+    if (echoed.size() != total_)
+        return std::min(echoed.size(), total_);
+    return std::nullopt;
+}
+
 std::optional<std::size_t> first_difference(std::string_view a, std::string_view b) {
     auto [in_a, in_b] = std::mismatch(a.begin(), a.end(), b.begin(), b.end());
     if (in_a == a.end() && in_b == b.end())

@@ -16,6 +16,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -25,6 +26,7 @@
 #include <ostream>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 namespace uds_echo::test {
@@ -283,6 +285,32 @@ std::string echo_through(const std::string& socket_path, const std::string& data
 
 // Deterministic pseudo-random bytes (all 256 values, NUL included) from `seed`.
 std::string random_bytes(std::size_t size, std::uint64_t seed);
+
+// The stream the backpressure tests send: `total` bytes as blocks random_bytes(chunk, offset),
+// written from a thread of its own, then a half-close. A write error shuts the socket down, so
+// that a reader blocked on it wakes up.
+class ChunkedWriter {
+public:
+    ChunkedWriter(int fd, std::size_t total, std::size_t chunk);
+    ChunkedWriter(const ChunkedWriter&) = delete;
+    ChunkedWriter& operator=(const ChunkedWriter&) = delete;
+    ~ChunkedWriter();
+
+    // The bytes the kernel has taken so far.
+    std::size_t written() const { return written_.load(); }
+    // Waits for the thread; returns the write error, or "" when everything was written.
+    std::string join();
+    // The offset of the first chunk in which `echoed` differs from the stream (its size included),
+    // or nullopt when it is the whole stream.
+    std::optional<std::size_t> first_wrong_chunk(const std::string& echoed) const;
+
+private:
+    std::size_t total_;
+    std::size_t chunk_;
+    std::atomic<std::size_t> written_{0};
+    std::string error_;
+    std::thread thread_;
+};
 
 // Offset of the first difference, or nullopt when equal (for readable failures on large data).
 std::optional<std::size_t> first_difference(std::string_view a, std::string_view b);
