@@ -15,7 +15,8 @@ status, watchdog and reload.
 
 The package ships the daemon, the client uds-echo (one-shot echo, streaming,
 ping and a load benchmark), systemd units and a sysusers.d entry for the
-uds-echo group, whose members may connect to /run/uds-echo/uds-echo.sock.]])
+uds-echo group, whose members may connect to /run/uds-echo/uds-echo.sock,
+and for the uds-echod user the daemon runs as.]])
 set(CPACK_PACKAGING_INSTALL_PREFIX ${CMAKE_INSTALL_PREFIX})
 set(CPACK_STRIP_FILES ON)
 
@@ -26,9 +27,11 @@ set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 # Library dependencies from dpkg-shlibdeps (libboost-log1.81.0, libsystemd0, libstdc++6, ...).
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS OFF)
-# systemd-sysusers creates the uds-echo group in postinst; without systemd the script falls back
-# to groupadd, and the daemon runs fine without systemd.
-set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "systemd")
+# systemd-sysusers creates the uds-echo group and the uds-echod user in postinst; without systemd
+# the script falls back to groupadd and useradd, and the daemon runs fine without systemd. A system
+# bus (dbus, or dbus-broker): on SIGTERM the daemon asks systemd over it whether a restart is under
+# way, to hand its connections over; without an answer a restart drains them, as a stop does.
+set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "systemd, default-dbus-system-bus | dbus-system-bus")
 # deb-systemd-helper and deb-systemd-invoke for the maintainer scripts, as debhelper adds them.
 # procps: /bin/kill, which the service's ExecReload= runs.
 set(CPACK_DEBIAN_PACKAGE_DEPENDS "init-system-helpers (>= 1.54~), procps")

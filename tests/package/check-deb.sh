@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Builds the uds-echo .deb and checks it: lintian without errors, the files, the conffiles, the
-# dependencies, the maintainer scripts, the copyright file, and one date (the release's, or
-# SOURCE_DATE_EPOCH) on the changelog, the man pages and every file. Needs dpkg-dev
-# (dpkg-shlibdeps, dpkg-parsechangelog) and lintian.
+# Builds the uds-echo .deb and checks it: lintian without errors, the files, the service's user and
+# the sysusers.d entries, the conffiles, the dependencies, the maintainer scripts, the copyright
+# file, and one date (the release's, or SOURCE_DATE_EPOCH) on the changelog, the man pages and
+# every file. Needs dpkg-dev (dpkg-shlibdeps, dpkg-parsechangelog) and lintian.
 #
 #   tests/package/check-deb.sh [BUILD_DIR]        default BUILD_DIR: build/deb
 #
@@ -70,6 +70,22 @@ grep -qx 'ExecStart=/usr/sbin/uds-echod' "$scratch/root/lib/systemd/system/uds-e
   fail "uds-echo.service does not start /usr/sbin/uds-echod"
 "$scratch/root/usr/sbin/uds-echod" --version >/dev/null || fail "the packaged daemon does not run"
 
+# The service runs as the static user that sysusers.d declares, next to the clients' group; the
+# daemon's user is not a member of that group.
+service=$scratch/root/lib/systemd/system/uds-echo.service
+sysusers=$scratch/root/usr/lib/sysusers.d/uds-echo.conf
+grep -qx 'User=uds-echod' "$service" || fail "uds-echo.service does not run as User=uds-echod"
+grep -qx 'Group=uds-echod' "$service" || fail "uds-echo.service does not run as Group=uds-echod"
+if grep -q '^DynamicUser=' "$service"; then
+  fail "uds-echo.service sets DynamicUser= (the system bus refuses dynamic users)"
+fi
+grep -qE '^g[[:space:]]+uds-echo[[:space:]]+-' "$sysusers" || fail "sysusers.d: no uds-echo group"
+grep -qE '^u[[:space:]]+uds-echod[[:space:]]+-[[:space:]]' "$sysusers" ||
+  fail "sysusers.d: no uds-echod user"
+if grep -qE '^m[[:space:]]+uds-echod[[:space:]]+uds-echo' "$sysusers"; then
+  fail "sysusers.d: uds-echod is made a member of the clients' group uds-echo"
+fi
+
 # The licence: LICENSE's holder and the MIT licence, in Debian's machine-readable format.
 copyright=$scratch/root/usr/share/doc/uds-echo/copyright
 holder=$(sed -n 's/^Copyright (c) //p' "$source_dir/LICENSE")
@@ -116,6 +132,13 @@ for script in postinst prerm postrm; do
   sh -n "$scratch/control/$script" || fail "$script: syntax error"
 done
 grep -q 'systemd-sysusers.*uds-echo.conf' "$scratch/control/postinst" || fail "postinst: no sysusers"
+grep -q 'useradd --system' "$scratch/control/postinst" ||
+  fail "postinst: no useradd of uds-echod where systemd-sysusers is missing"
+if grep -Eq '(userdel|deluser|groupdel|delgroup)' "$scratch/control/postrm"; then
+  fail "postrm removes a system user or group (Debian keeps them)"
+fi
+recommends=$(dpkg-deb -f "$deb" Recommends)
+grep -q 'dbus-system-bus' <<<"$recommends" || fail "Recommends lacks a system bus: $recommends"
 grep -q 'deb-systemd-helper enable uds-echo.socket' "$scratch/control/postinst" ||
   fail "postinst does not enable uds-echo.socket"
 if grep -E '(start|restart)[^|]*uds-echo\.service' "$scratch/control/postinst" |
