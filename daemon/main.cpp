@@ -33,6 +33,7 @@ int run(const std::vector<std::string>& args) {
     // socket writes already pass MSG_NOSIGNAL; this covers every other descriptor too.
     std::signal(SIGPIPE, SIG_IGN);
 
+    raise_descriptor_limit();
     // A socket passed by systemd wins over creating one; the file it may have belongs to systemd.
     auto passed = take_passed_descriptors();
     if (const auto activated = passed.socket) {

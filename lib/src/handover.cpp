@@ -6,6 +6,7 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -14,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <unordered_map>
+#include <utility>
 
 namespace uds_echo {
 namespace {
@@ -105,6 +107,66 @@ std::optional<std::string> read_state_file(int fd, std::string& error) {
     return bytes;
 }
 
+// Sends the descriptors of connections[first, first + count) in one message with one byte of
+// data; the error text, empty on success.
+std::string send_descriptors(int socket, const std::vector<HandedConnection>& connections,
+                             std::size_t first, std::size_t count) {
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * max_fds_per_message)]{};
+    char byte = 'c';
+    iovec data{&byte, 1};
+    msghdr message{};
+    message.msg_iov = &data;
+    message.msg_iovlen = 1;
+    message.msg_control = control;
+    message.msg_controllen = CMSG_SPACE(sizeof(int) * count);
+    auto* header = CMSG_FIRSTHDR(&message);
+    header->cmsg_level = SOL_SOCKET;
+    header->cmsg_type = SCM_RIGHTS;
+    header->cmsg_len = CMSG_LEN(sizeof(int) * count);
+    for (std::size_t i = 0; i < count; ++i) {
+        const int fd = connections[first + i].fd.get();
+        std::memcpy(CMSG_DATA(header) + i * sizeof(int), &fd, sizeof fd);
+    }
+    while (::sendmsg(socket, &message, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+        if (errno != EINTR)
+            return std::strerror(errno);
+    }
+    return {};
+}
+
+// Receives one message of descriptors into `fds`; false when none is left. A message whose
+// descriptors did not all fit sets `cut_short` (the kernel has closed the rest).
+bool receive_descriptors(int socket, std::vector<FileDescriptor>& fds, bool& cut_short) {
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * max_fds_per_message)];
+    char byte;
+    iovec data{&byte, 1};
+    msghdr message{};
+    message.msg_iov = &data;
+    message.msg_iovlen = 1;
+    message.msg_control = control;
+    message.msg_controllen = sizeof control;
+    ssize_t received;
+    do
+        received = ::recvmsg(socket, &message, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    while (received < 0 && errno == EINTR);
+    if (received <= 0)
+        return false;
+    if ((message.msg_flags & MSG_CTRUNC) != 0)
+        cut_short = true;
+    for (auto* header = CMSG_FIRSTHDR(&message); header != nullptr;
+         header = CMSG_NXTHDR(&message, header)) {
+        if (header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS)
+            continue;
+        const auto count = (header->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (std::size_t i = 0; i < count; ++i) {
+            int fd;
+            std::memcpy(&fd, CMSG_DATA(header) + i * sizeof(int), sizeof fd);
+            fds.emplace_back(fd);
+        }
+    }
+    return true;
+}
+
 } // namespace
 
 std::string encode_state(const std::vector<StateRecord>& records) {
@@ -180,20 +242,47 @@ ino_t socket_inode(int fd) {
 
 std::vector<HandedConnection> store_connections(std::vector<HandedConnection> connections,
                                                 std::optional<std::size_t> room) {
-    // The state takes one place in the store.
-    std::size_t count = connections.size();
-    if (room)
-        count = std::min(count, *room > 0 ? *room - 1 : 0);
+    if (connections.empty())
+        return connections;
+    if (room && *room < handover_store_size) {
+        UDS_LOG(warning) << "the file descriptor store has room for " << *room
+                         << " descriptor(s); the handover needs " << handover_store_size;
+        return connections;
+    }
+    int ends[2];
+    if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ends) != 0) {
+        UDS_LOG(error) << "cannot create the handover socket pair: " << std::strerror(errno);
+        return connections;
+    }
+    const FileDescriptor sending(ends[0]);
+    const FileDescriptor receiving(ends[1]);
+
+    // Into flight: each message holds its descriptors' open files until it is received, here or
+    // in the next process. MSG_DONTWAIT: a full pair (or ETOOMANYREFS, more descriptors in
+    // flight than RLIMIT_NOFILE) leaves the rest to the drain instead of blocking.
+    std::size_t sent = 0;
+    while (sent < connections.size()) {
+        const std::size_t batch = std::min(max_fds_per_message, connections.size() - sent);
+        if (const auto error = send_descriptors(sending.get(), connections, sent, batch);
+            !error.empty()) {
+            UDS_LOG(warning) << "cannot hand over more than " << sent
+                             << " connection(s): " << error;
+            break;
+        }
+        sent += batch;
+    }
     auto kept = [&](std::size_t first) {
         return std::vector<HandedConnection>(std::make_move_iterator(connections.begin() + first),
                                              std::make_move_iterator(connections.end()));
     };
-    if (count == 0)
+    if (sent == 0)
         return kept(0);
 
-    // Copies: a connection the store refuses keeps its bytes, to be drained here.
+    // Copies: until the store has taken all three descriptors, this process's own descriptors
+    // of the connections stay open; should the store refuse, closing the pair frees the copies
+    // in flight and every connection is drained here.
     std::vector<StateRecord> records;
-    for (std::size_t i = 0; i < count; ++i)
+    for (std::size_t i = 0; i < sent; ++i)
         if (!connections[i].unsent.empty())
             records.push_back(
                 StateRecord{socket_inode(connections[i].fd.get()), connections[i].unsent});
@@ -202,32 +291,28 @@ std::vector<HandedConnection> store_connections(std::vector<HandedConnection> co
         UDS_LOG(error) << "cannot write the handover state: " << std::strerror(errno);
         return kept(0);
     }
-    const int state_fd = state.get();
-    if (const auto error = store(state_fd_name, &state_fd, 1); !error.empty()) {
-        UDS_LOG(warning) << "the file descriptor store refused the handover state: " << error;
-        return kept(0);
-    }
-    std::vector<int> fds;
-    for (std::size_t first = 0; first < count; first += max_fds_per_message) {
-        const std::size_t batch = std::min(max_fds_per_message, count - first);
-        fds.clear();
-        for (std::size_t i = first; i < first + batch; ++i)
-            fds.push_back(connections[i].fd.get());
-        if (const auto error = store(connection_fd_name, fds.data(), batch); !error.empty()) {
-            // The state names the unsent bytes of these connections too; the new process looks
-            // up only the connections it gets, so nothing is written twice.
-            UDS_LOG(warning) << "the file descriptor store refused connections: " << error;
-            return kept(first);
+    const std::pair<const char*, int> parts[] = {{state_fd_name, state.get()},
+                                                 {connections_peer_fd_name, sending.get()},
+                                                 {connections_fd_name, receiving.get()}};
+    for (std::size_t stored = 0; stored < std::size(parts); ++stored) {
+        if (const auto error = store(parts[stored].first, &parts[stored].second, 1);
+            !error.empty()) {
+            UDS_LOG(warning) << "the file descriptor store refused the handover: " << error;
+            for (std::size_t i = 0; i < stored; ++i)
+                forget_stored(parts[i].first);
+            return kept(0);
         }
-        for (std::size_t i = first; i < first + batch; ++i)
-            connections[i].fd.reset(); // the store holds it now
     }
-    return kept(count);
+    for (std::size_t i = 0; i < sent; ++i)
+        connections[i].fd.reset(); // in flight in the store's socket pair now
+    return kept(sent);
 }
 
 bool PassedHandover::take(int fd, const std::string& name) {
-    if (name == connection_fd_name)
-        connections_.emplace_back(fd);
+    if (name == connections_fd_name)
+        queues_.emplace_back(fd);
+    else if (name == connections_peer_fd_name)
+        peers_.emplace_back(fd);
     else if (name == state_fd_name)
         states_.emplace_back(fd);
     else
@@ -236,26 +321,50 @@ bool PassedHandover::take(int fd, const std::string& name) {
     return true;
 }
 
-std::vector<HandedConnection> PassedHandover::finish() {
-    std::vector<HandedConnection> resumed;
-    if (!any_)
-        return resumed;
-    // Before anything is closed: a descriptor the store still holds would keep its connection
-    // open after this process closes it, and the client would wait for an end that never comes.
-    if (notifies()) {
-        forget_stored(connection_fd_name);
-        forget_stored(state_fd_name);
-    }
+// Every connection in flight in the passed socket pair; descriptors of the wrong kind are closed.
+std::vector<HandedConnection> PassedHandover::receive_connections() {
+    std::vector<HandedConnection> received;
     std::size_t wrong_kind = 0;
-    for (auto& fd : connections_) {
-        if (sd_is_socket_unix(fd.get(), SOCK_STREAM, 0, nullptr, 0) > 0)
-            resumed.push_back(HandedConnection{std::move(fd), {}});
-        else
-            ++wrong_kind;
+    bool cut_short = false;
+    for (const auto& queue : queues_) {
+        if (sd_is_socket_unix(queue.get(), SOCK_SEQPACKET, -1, nullptr, 0) <= 0) {
+            UDS_LOG(error) << "closed the descriptor passed as " << connections_fd_name
+                           << ": not an AF_UNIX SOCK_SEQPACKET socket";
+            continue;
+        }
+        std::vector<FileDescriptor> fds;
+        while (receive_descriptors(queue.get(), fds, cut_short)) {
+            for (auto& fd : fds) {
+                if (sd_is_socket_unix(fd.get(), SOCK_STREAM, 0, nullptr, 0) > 0)
+                    received.push_back(HandedConnection{std::move(fd), {}});
+                else
+                    ++wrong_kind;
+            }
+            fds.clear();
+        }
     }
     if (wrong_kind > 0)
-        UDS_LOG(error) << "closed " << wrong_kind << " descriptor(s) passed as "
-                       << connection_fd_name << " that are not connected AF_UNIX stream sockets";
+        UDS_LOG(error) << "closed " << wrong_kind << " descriptor(s) passed in "
+                       << connections_fd_name << " that are not connected AF_UNIX stream sockets";
+    if (cut_short)
+        UDS_LOG(error) << "some handed-over connections were lost: a message of "
+                       << connections_fd_name
+                       << " was cut short (too few descriptors left: raise LimitNOFILE=)";
+    return received;
+}
+
+std::vector<HandedConnection> PassedHandover::finish() {
+    if (!any_)
+        return {};
+    // Before anything is closed: a descriptor the store still holds would keep its connections
+    // open after this process closes them, and the clients would wait for an end that never
+    // comes.
+    if (notifies()) {
+        forget_stored(connections_fd_name);
+        forget_stored(connections_peer_fd_name);
+        forget_stored(state_fd_name);
+    }
+    auto resumed = receive_connections();
     if (resumed.empty())
         return resumed;
 

@@ -45,21 +45,6 @@ constexpr auto as_tuple_awaitable = asio::as_tuple(asio::use_awaitable);
 // At most this many refused peers are logged per second; the rest are only counted.
 constexpr unsigned refused_log_limit_per_second = 10;
 
-// Raises the soft descriptor limit to the hard limit: every connection is a descriptor, and the
-// default soft limit (1024) is far below --max-connections.
-rlim_t raise_descriptor_limit() {
-    rlimit limit{};
-    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0)
-        return 0;
-    if (limit.rlim_cur < limit.rlim_max) {
-        rlimit raised = limit;
-        raised.rlim_cur = limit.rlim_max;
-        if (::setrlimit(RLIMIT_NOFILE, &raised) == 0)
-            limit = raised;
-    }
-    return limit.rlim_cur;
-}
-
 sigset_t server_signals() {
     sigset_t signals;
     sigemptyset(&signals);
@@ -76,6 +61,19 @@ void rethrow_failure(std::exception_ptr failure) {
 }
 
 } // namespace
+
+rlim_t raise_descriptor_limit() {
+    rlimit limit{};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0)
+        return 0;
+    if (limit.rlim_cur < limit.rlim_max) {
+        rlimit raised = limit;
+        raised.rlim_cur = limit.rlim_max;
+        if (::setrlimit(RLIMIT_NOFILE, &raised) == 0)
+            limit = raised;
+    }
+    return limit.rlim_cur;
+}
 
 void block_server_signals() {
     const auto signals = server_signals();

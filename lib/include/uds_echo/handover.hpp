@@ -1,7 +1,9 @@
 // Restart without cutting a connection: the old process hands its open connections, and the bytes
 // it read but did not echo yet, to systemd's file descriptor store (sd_notify(3): FDSTORE=1,
 // FDNAME=); the new process takes them back (sd_listen_fds_with_names(3)) and resumes them.
-// docs/architecture.md ("Restart: the handover") tells the steps and the state format.
+// The connections do not go to the store one by one: they wait in flight inside a socket pair
+// whose two ends the store keeps, next to the state. docs/architecture.md ("Restart: the
+// handover") tells the steps, why, and the state format.
 #pragma once
 
 #include "uds_echo/file_descriptor.hpp"
@@ -17,13 +19,21 @@
 
 namespace uds_echo {
 
-// The names under which the connections and the state go to the store. Only descriptors passed
-// under these names are taken for connections and state; systemd gives back every stored
-// descriptor under the name it was stored with.
-inline constexpr const char* connection_fd_name = "uds-echo-connection";
+// The names under which the handover goes to the store; systemd gives back every stored
+// descriptor under the name it was stored with. Only descriptors passed under these names are
+// taken for the handover.
+// - connections_fd_name: the receiving end of an AF_UNIX SOCK_SEQPACKET pair whose messages carry
+//   the connections (SCM_RIGHTS, up to 253 a message), one byte of data each;
+// - connections_peer_fd_name: the sending end, stored only so that the receiving end never sees a
+//   hang-up, on which systemd would drop it and every connection in it;
+// - state_fd_name: the sealed memory file with the unsent bytes.
+inline constexpr const char* connections_fd_name = "uds-echo-connections";
+inline constexpr const char* connections_peer_fd_name = "uds-echo-connections-peer";
 inline constexpr const char* state_fd_name = "uds-echo-state";
+// What the handover takes in the store, however many connections it carries.
+inline constexpr std::size_t handover_store_size = 3;
 
-// sd_notify(3) carries at most SCM_MAX_FD (253) descriptors per message.
+// A message carries at most SCM_MAX_FD (253) descriptors.
 inline constexpr std::size_t max_fds_per_message = 253;
 
 // One connection passed from a process to the next: its socket and the bytes read from it but not
@@ -60,20 +70,21 @@ ino_t socket_inode(int fd);
 
 // ---- the old process ----
 
-// Stores `connections` (and their unsent bytes, in the state) in the file descriptor store, at
-// most `room` descriptors in all when the store's size is known. Returns the connections that
-// were not stored, still open, for the caller to drain; closes its own descriptors of the stored
-// ones. Never loses one: a connection is either stored or returned.
+// Hands `connections` (and their unsent bytes, in the state) to the file descriptor store, which
+// must have room for handover_store_size descriptors when its size is known (`room`). Returns
+// the connections that were not handed over, still open, for the caller to drain; closes its own
+// descriptors of the others. Never loses one: a connection is either handed over or returned.
 std::vector<HandedConnection> store_connections(std::vector<HandedConnection> connections,
                                                 std::optional<std::size_t> room);
 
 // ---- the new process ----
 
-// Sorts the descriptors passed under the handover names: connections (each checked to be a
-// connected AF_UNIX stream socket) matched with the unsent bytes of a valid state. A descriptor
-// of the wrong kind, or every connection when the state is missing or invalid, is logged in one
-// line and closed. Then asks the store to forget both names, so that the connections end when
-// this process closes them.
+// Takes the descriptors passed under the handover names, asks the store to forget them (so that
+// the connections end when this process closes them), and receives the connections from the
+// socket pair: each checked to be a connected AF_UNIX stream socket, matched with the unsent bytes
+// of a valid state. A descriptor of the wrong kind, or every connection when the state is missing
+// or invalid, is logged in one line and closed. Needs room for every connection below
+// RLIMIT_NOFILE: the kernel closes what it cannot install.
 class PassedHandover {
 public:
     // `fd` was passed under `name`; false when the name is not one of the handover names.
@@ -82,7 +93,10 @@ public:
     std::vector<HandedConnection> finish();
 
 private:
-    std::vector<FileDescriptor> connections_;
+    std::vector<HandedConnection> receive_connections();
+
+    std::vector<FileDescriptor> queues_; // receiving ends
+    std::vector<FileDescriptor> peers_;  // sending ends
     std::vector<FileDescriptor> states_;
     bool any_ = false;
 };

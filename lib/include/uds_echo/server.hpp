@@ -5,6 +5,8 @@
 #include "uds_echo/config.hpp"
 #include "uds_echo/handover.hpp"
 
+#include <sys/resource.h>
+
 #include <memory>
 #include <string>
 #include <vector>
@@ -26,6 +28,11 @@ struct ServerSocket {
 // later inherit the mask; Server::run() unblocks the signals in its own thread once it handles
 // them, so they are delivered there.
 void block_server_signals();
+
+// Raises the soft descriptor limit to the hard limit and returns it: every connection is a
+// descriptor, and the default soft limit (1024) is far below --max-connections. Call it before
+// take_passed_descriptors(), which receives every connection a previous process handed over.
+rlim_t raise_descriptor_limit();
 
 class Server {
 public:
