@@ -3,6 +3,7 @@
 // the watchdog, and, when the time comes, the shutdown. The connections live in worker.cpp.
 #include "uds_echo/server.hpp"
 
+#include "refusal_log.hpp"
 #include "service_manager.hpp"
 #include "uds_echo/access.hpp"
 #include "uds_echo/listener.hpp"
@@ -41,9 +42,6 @@ using boost::system::error_code;
 
 // The control thread's coroutines are few and long-lived: plain use_awaitable is fine here.
 constexpr auto as_tuple_awaitable = asio::as_tuple(asio::use_awaitable);
-
-// At most this many refused peers are logged per second; the rest are only counted.
-constexpr unsigned refused_log_limit_per_second = 10;
 
 sigset_t server_signals() {
     sigset_t signals;
@@ -90,7 +88,7 @@ public:
         , all_drained_(control_)
         , status_timer_(control_)
         , watchdog_timer_(control_)
-        , refusal_summary_timer_(control_) {
+        , refusals_(control_) {
         signals_.add(SIGUSR1);
         signals_.add(SIGUSR2);
         // One connection needs one worker, whatever --threads says.
@@ -207,9 +205,9 @@ private:
         std::size_t next = 0;
         for (auto& connection : connections) {
             if (!shared_.slots.try_take(limit)) {
-                log_refused(++shared_.accepted,
-                            peer_credentials(connection.fd.get()).value_or(PeerCredentials{}),
-                            "resumed beyond max-connections");
+                refusals_.add(++shared_.accepted,
+                              peer_credentials(connection.fd.get()).value_or(PeerCredentials{}),
+                              "resumed beyond max-connections");
                 continue;
             }
             shares[next++ % shares.size()].push_back(std::move(connection));
@@ -301,7 +299,7 @@ private:
         signals_.cancel();
         status_timer_.cancel();
         watchdog_timer_.cancel();
-        refusal_summary_timer_.cancel();
+        refusals_.stop();
     }
 
     // Until every worker has reported `drained`, for at most --shutdown-timeout; then the
@@ -367,41 +365,12 @@ private:
     }
 
     void on_refused(std::uint64_t id, const PeerCredentials& peer, const char* reason) {
-        log_refused(id, peer, reason);
+        refusals_.add(id, peer, reason);
         if (socket_.connected)
             begin_shutdown("connection refused");
         else
             for (auto& worker : workers_)
                 worker->slot_freed();
-    }
-
-    // At most refused_log_limit_per_second lines a second; the refusals beyond are counted and
-    // reported in one line when their second is over, so a flood cannot fill the log and the
-    // operator still sees its size.
-    void log_refused(std::uint64_t id, const PeerCredentials& peer, const char* reason) {
-        ++refused_;
-        const auto now = Clock::now();
-        if (now - refusal_window_start_ >= std::chrono::seconds(1) && refusals_unlogged_ == 0) {
-            refusal_window_start_ = now;
-            refusals_in_window_ = 0;
-        }
-        if (++refusals_in_window_ <= refused_log_limit_per_second) {
-            UDS_LOG(warning) << PeerInLog{id, peer} << " refused: " << reason;
-            return;
-        }
-        if (refusals_unlogged_++ == 0)
-            asio::co_spawn(control_, summarize_refusals(), rethrow_failure);
-    }
-
-    asio::awaitable<void> summarize_refusals() {
-        refusal_summary_timer_.expires_at(refusal_window_start_ + std::chrono::seconds(1));
-        auto [cancelled] = co_await refusal_summary_timer_.async_wait(as_tuple_awaitable);
-        if (cancelled)
-            co_return;
-        UDS_LOG(warning) << refusals_unlogged_ << " more connection(s) refused in the last second";
-        refusals_unlogged_ = 0;
-        refusal_window_start_ = Clock::now();
-        refusals_in_window_ = 0;
     }
 
     // SIGHUP: the new file must be valid as a whole, or nothing of it is applied.
@@ -453,9 +422,9 @@ private:
     std::string statistics() const {
         const auto bytes = bytes_echoed();
         return std::to_string(shared_.open.load()) + " open connection(s), " +
-               std::to_string(shared_.accepted.load()) + " accepted, " + std::to_string(refused_) +
-               " refused, " + byte_count_text(bytes) + " echoed (" + std::to_string(bytes) +
-               " bytes)";
+               std::to_string(shared_.accepted.load()) + " accepted, " +
+               std::to_string(refusals_.count()) + " refused, " + byte_count_text(bytes) +
+               " echoed (" + std::to_string(bytes) + " bytes)";
     }
 
     void log_statistics(const char* what) { UDS_LOG(info) << what << ": " << statistics(); }
@@ -519,13 +488,9 @@ private:
     asio::steady_timer all_drained_; // the shutdown's deadline, cancelled when all have drained
     asio::steady_timer status_timer_;
     asio::steady_timer watchdog_timer_;
-    asio::steady_timer refusal_summary_timer_;
     SharedState shared_; // outlives the workers, which use it
     std::vector<std::unique_ptr<Worker>> workers_;
-    std::uint64_t refused_ = 0;
-    Clock::time_point refusal_window_start_{};
-    unsigned refusals_in_window_ = 0;
-    unsigned refusals_unlogged_ = 0;
+    RefusalLog refusals_;
     std::size_t workers_draining_ = 0;
     long idle_seconds_ = 0;
     bool stopping_ = false;
