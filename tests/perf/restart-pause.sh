@@ -8,17 +8,17 @@
 #   BUILD_DIR     a build directory with the uds-echo .deb, as for run-systemd-e2e.sh
 #                 (default build/deb: tests/package/check-deb.sh makes it)
 #   CONNECTIONS   open connections for each measurement (default: 100 10000; at most the
-#                 daemon's max-connections, 10000). Under systemd 252 the new process cannot be
-#                 started with more than about 6,550: LISTEN_FDNAMES, one name per descriptor,
-#                 outgrows the kernel's 128 KiB limit on one environment string (E2BIG), and the
-#                 measurement fails.
+#                 daemon's max-connections, 10000, beyond which it refuses them).
 #
 # For each count, tests/perf/restart_pause.py opens the connections, keeps a message in flight on
-# each and runs `systemctl restart uds-echo.service` three times (UDS_ECHO_PAUSE_RESTARTS), printing
-# per restart how long the command took, when data moved again on every connection, and the
-# longest pause one connection saw. The journal must show every connection handed over and
-# resumed each time. Each count is a check of run-systemd-e2e.sh (PASS/FAIL); the figures are
-# printed under it.
+# each while a restart goes on and runs `systemctl restart uds-echo.service` three times
+# (UDS_ECHO_PAUSE_RESTARTS), printing per restart how long the command took, when data moved again
+# on every connection, and the longest one message waited for its echo. The journal must show
+# every connection handed over and resumed each time. Each count is a check of
+# run-systemd-e2e.sh (PASS/FAIL); the figures are printed under it. The figures include the
+# client's own time to get round all its connections, one Python thread for all of them: with
+# UDS_ECHO_PAUSE_BASELINE=1 each count is measured once more with `true` in place of the restart,
+# which gives that floor.
 
 # The variables of run-systemd-e2e.sh are assigned there.
 # shellcheck disable=SC2154
@@ -63,9 +63,17 @@ measure_restart_pause() {
     return "$bad"
 }
 
+# The same traffic with a command that restarts nothing: what the client alone adds.
+measure_client_floor() {
+    local count=$1
+    python3 "$pause_tool" --restarts "${UDS_ECHO_PAUSE_RESTARTS:-3}" "$sock" "$count" -- true
+}
+
 inside systemctl start uds-echo.socket
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) CPUs"
 for count in $UDS_ECHO_PAUSE_COUNTS; do
     check "pause of systemctl restart at $count connections" measure_restart_pause "$count"
+    [[ -z ${UDS_ECHO_PAUSE_BASELINE:-} ]] ||
+        check "the client alone, no restart, at $count connections" measure_client_floor "$count"
 done
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

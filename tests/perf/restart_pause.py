@@ -3,18 +3,23 @@
 
     restart_pause.py [options] SOCKET_PATH COUNT -- RESTART_COMMAND...
 
-Opens COUNT connections to SOCKET_PATH and keeps a small, numbered message in flight on each: the
-next one is sent when the echo of the previous one has come back and at least --interval seconds
-after the previous send. Every echo must be exactly the message sent. Then, --restarts times, it
-runs RESTART_COMMAND (e.g. systemctl restart uds-echo.service) while the traffic goes on and
-measures, for each connection, the longest time without an echo around the restart (its pause)
-and when data moved again: the end of that pause. The command's own duration is reported too.
-A restart is over once every connection has had the echo of a message sent after the command
-returned, which only the new process can have echoed.
+Opens COUNT connections to SOCKET_PATH and sends a small, numbered message on each: between
+restarts the next one is sent when the echo of the previous one has come back and at least
+--interval seconds after the previous send. Every echo must be exactly the message sent. Then,
+--restarts times, it runs RESTART_COMMAND (e.g. systemctl restart uds-echo.service) while the
+traffic goes on and measures, for each connection, the longest time one of its messages waited
+for its echo around the restart (its pause) and when data moved again: the echo that ended that
+wait. The command's own duration is reported too. A restart is over once every connection has had
+the echo of a message sent after the command returned, which only the new process can have echoed.
 
-A message is always in flight during a pause (the connection sends its next one as soon as the
-interval has passed), so the end of a pause is when the new process first answered that
-connection, whatever the interval; the pause itself includes up to one interval before it began.
+From the moment the command is started until the restart is over, every connection keeps a message
+in flight: those waiting for their interval send at once, and each echo is answered by the next
+message without waiting. So every connection has a message waiting while no process reads it, and
+data moves again on it when the new process first answers it, not when the interval lets the
+client send again; and the pause is the wait of one message, not the time between two echoes,
+which would include the interval (with the interval alone a pause could not be told from an
+interval longer than it). A message sent just before the old process stopped reading waits the
+whole pause.
 
 Prints one line per restart and exits 1 if a connection closed, an echo differed, the command
 failed, or a restart did not end within --timeout seconds. The descriptor limit is raised to what
@@ -43,7 +48,7 @@ class Connection:
         self.expected = b""
         self.received = b""
         self.sent_at = 0.0
-        # Arrival times of the echoes since the current restart began (and the last one before).
+        # (arrival time, time since the message was sent) of each echo since the restart began.
         self.echoes = []
         # Whether a message sent after the restart command returned has come back.
         self.served = False
@@ -75,6 +80,8 @@ class Load:
         # Messages sent after this time count as served by the new process.
         self.returned = float("inf")
         self.served = 0
+        # During a restart: the next message goes out as soon as the echo of the last one is in.
+        self.probing = False
         # Connect in batches, each connection echoed once, so the listen backlog never overflows.
         batch = 256
         for start in range(0, count, batch):
@@ -121,7 +128,7 @@ class Load:
                       f"({connection.received[:40]!r} for {connection.expected!r})")
             return False
         connection.expected = b""
-        connection.echoes.append(now)
+        connection.echoes.append((now, now - connection.sent_at))
         if not connection.served and connection.sent_at > self.returned:
             connection.served = True
             self.served += 1
@@ -154,7 +161,7 @@ class Load:
                     return
                 if self.take(connection, data, now):
                     next_at = connection.sent_at + self.interval
-                    if next_at <= now:
+                    if self.probing or next_at <= now:
                         self.send(connection, now)
                     else:
                         heapq.heappush(self.due, (next_at, connection.index))
@@ -166,12 +173,18 @@ class Load:
 
 def measure(load, command, timeout):
     for connection in load.connections:
-        connection.echoes = connection.echoes[-1:]
+        connection.echoes = []
         connection.served = False
     load.served = 0
     load.returned = float("inf")
     start = time.monotonic()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # A message in flight on every connection from now on, until the restart is over.
+    load.probing = True
+    now = time.monotonic()
+    while load.due:
+        _, index = heapq.heappop(load.due)
+        load.send(load.connections[index], now)
     load.run_for(until=lambda: process.poll() is not None or time.monotonic() - start > timeout)
     output = process.communicate()[0].decode(errors="replace").strip()
     returned = time.monotonic()
@@ -184,6 +197,7 @@ def measure(load, command, timeout):
     # Over once every connection has the echo of a message sent after the command returned.
     count = len(load.connections)
     load.run_for(until=lambda: load.served == count or time.monotonic() - start > timeout)
+    load.probing = False
     if load.failure:
         return None, load.failure
     if load.served != count:
@@ -192,10 +206,9 @@ def measure(load, command, timeout):
 
     pauses, resumed = [], []
     for connection in load.connections:
-        times = connection.echoes
-        gaps = [(b - a, b) for a, b in zip(times, times[1:]) if b > start]
-        gap, end = max(gaps)
-        pauses.append(gap)
+        # The longest wait for one echo, and when it ended.
+        end, waited = max(connection.echoes, key=lambda echo: echo[1])
+        pauses.append(waited)
         resumed.append(end - start)
     return {
         "command": returned - start,
@@ -212,8 +225,8 @@ def main():
     parser.add_argument("count", type=int)
     parser.add_argument("command", nargs="+", help="the restart command, after --")
     parser.add_argument("--interval", type=float, default=None,
-                        help="seconds between two messages on one connection "
-                             "[count/5000, at least 0.01]")
+                        help="seconds between two messages on one connection between "
+                             "restarts [count/5000, at least 0.01]")
     parser.add_argument("--restarts", type=int, default=3)
     parser.add_argument("--settle", type=float, default=2.0,
                         help="seconds of traffic before each restart")
@@ -225,7 +238,8 @@ def main():
     opened = time.monotonic()
     load = Load(args.socket_path, args.count, interval)
     print(f"{args.count} connections open and echoing in {time.monotonic() - opened:.1f} s; "
-          f"a message every {interval * 1000:.0f} ms on each", flush=True)
+          f"a message every {interval * 1000:.0f} ms on each between restarts, one always in "
+          f"flight during them", flush=True)
     failed = False
     for restart in range(1, args.restarts + 1):
         load.run_for(seconds=args.settle)
