@@ -5,7 +5,7 @@ say "yes". It edits the source tree it is given, so run it on a scratch worktree
 
     git worktree add /tmp/uds-echo-mutation HEAD
     cd /tmp/uds-echo-mutation && cmake --preset release -DUDS_ECHO_WERROR=OFF \
-        && cmake --build --preset release && python3 tests/mutation/check.py .
+        && cmake --build --preset release && python3 tests/mutation/check.py . [PROMISE]
 
 -DUDS_ECHO_WERROR=OFF: a removed check can leave a function unused, which is only a warning.
 Tests that need root fail (not skip) their precondition otherwise; run it as root.
@@ -25,9 +25,12 @@ M = [
  ("abstract socket warning", "lib/src/server.cpp", "            warn_if_anyone_may_connect();", "", "integration_access", "an_abstract_socket_without_allow_list_is_warned_about_once_at_start"),
  ("shared directory warning", "lib/src/listener.cpp", "    warn_if_others_can_replace(directory, status);", "    if (false) warn_if_others_can_replace(directory, status);", "integration_socket_file", "a_directory_others_may_write_to_is_warned_about"),
  ("descriptor exhaustion back-off", "lib/src/worker.cpp", "co_await backoff.async_wait(as_tuple_deferred);", "(void)backoff;", "integration_limits", "descriptor_exhaustion_backs_off_logs_once_and_recovers"),
- ("bounded memory: backpressure (no read while the echo is unwritten)", "lib/src/session.cpp", "        auto [write_error, written] =\n            co_await asio::async_write(peer, data + done, as_tuple_deferred);\n        if (write_error) {", "        auto copy = std::make_shared<std::string>(static_cast<const char*>(data.data()) + done, data.size() - done);\n        asio::async_write(peer, asio::buffer(*copy), [copy](error_code, std::size_t) {});\n        const std::size_t written = 0;\n        if (false) {", "integration_limits", "a_client_reading_one_byte_per_100ms_keeps_daemon_memory_bounded"),
+ ("bounded memory: backpressure (no read while the echo is unwritten)", "lib/src/session.cpp", "        auto [write_error, written] =\n            co_await asio::async_write(peer, data + done, as_tuple_deferred);\n        if (write_error) {", "        auto copy = std::make_shared<std::string>(static_cast<const char*>(data.data()) + done, data.size() - done);\n        asio::async_write(peer, asio::buffer(*copy), [copy](error_code, std::size_t) {});\n        const error_code write_error;\n        const std::size_t written = 0;\n        if (false) {", "integration_limits", "a_client_reading_one_byte_per_100ms_keeps_daemon_memory_bounded"),
  ("max-connections", "lib/src/worker.cpp", "        if (!shared_.slots.try_take(settings_.max_connections)) {", "        if (!shared_.slots.try_take(1000000)) {", "integration_limits", "max_connections_keeps_extra_clients_waiting_then_serves_them"),
 ]
+# A second argument keeps only the rows whose promise contains it.
+if len(sys.argv) > 2:
+    M = [row for row in M if sys.argv[2] in row[0]]
 env = dict(os.environ, UDS_ECHOD=build+'/daemon/uds-echod', UDS_ECHO=build+'/client/uds-echo')
 out = sys.stdout
 out.write('| promise | test | fails without the check |\n| --- | --- | --- |\n')
