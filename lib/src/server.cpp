@@ -60,17 +60,12 @@ void rethrow_failure(std::exception_ptr failure) {
 
 } // namespace
 
-rlim_t raise_descriptor_limit() {
+void raise_descriptor_limit() {
     rlimit limit{};
-    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0)
-        return 0;
-    if (limit.rlim_cur < limit.rlim_max) {
-        rlimit raised = limit;
-        raised.rlim_cur = limit.rlim_max;
-        if (::setrlimit(RLIMIT_NOFILE, &raised) == 0)
-            limit = raised;
+    if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+        limit.rlim_cur = limit.rlim_max;
+        ::setrlimit(RLIMIT_NOFILE, &limit);
     }
-    return limit.rlim_cur;
 }
 
 void block_server_signals() {
@@ -109,7 +104,8 @@ public:
     }
 
     ExitCode run() {
-        const auto descriptors = raise_descriptor_limit();
+        rlimit descriptors{}; // raised in main, before the passed connections were received
+        ::getrlimit(RLIMIT_NOFILE, &descriptors);
         // Before the accept loops, which take slots too: resumed connections come first.
         if (!socket_.connected)
             resume_handed_connections();
@@ -126,7 +122,7 @@ public:
                               << " (passed by socket activation)";
             UDS_LOG(info) << "uds-echod " << UDS_ECHO_VERSION << " serving with " << workers_.size()
                           << " worker thread(s), up to " << config_.max_connections
-                          << " connections (descriptor limit " << descriptors << ")";
+                          << " connections (descriptor limit " << descriptors.rlim_cur << ")";
             warn_if_anyone_may_connect();
         }
         asio::co_spawn(control_, handle_signals(), rethrow_failure);

@@ -268,8 +268,7 @@ void Worker::Impl::admit(Socket socket, std::string unsent) {
     if (log_enabled(LogLevel::debug))
         logged_[socket.native_handle()] = {id, std::chrono::steady_clock::now()};
     shared_.open.fetch_add(1);
-    open_.fetch_add(1, std::memory_order_relaxed);
-    ++live_sessions_;
+    live_sessions_.fetch_add(1, std::memory_order_relaxed);
     if (unsent.empty())
         asio::co_spawn(context_, session(Connection(std::move(socket), tick_)), ended);
     else
@@ -288,8 +287,7 @@ void Worker::Impl::SessionEnded::operator()(std::exception_ptr failure) const {
     if (counted_uid)
         worker->shared_.uid_counts.remove(*counted_uid);
     worker->shared_.open.fetch_sub(1);
-    worker->open_.fetch_sub(1, std::memory_order_relaxed);
-    --worker->live_sessions_;
+    worker->live_sessions_.fetch_sub(1, std::memory_order_relaxed);
     worker->shared_.slots.give_back();
     worker->events_.session_ended();
     worker->finish_if_drained();
@@ -346,7 +344,8 @@ void Worker::Impl::log_end(int fd, std::string_view how) {
 }
 
 void Worker::Impl::finish_if_drained() {
-    if (!draining_ || !connections_.empty() || live_sessions_ > 0 || finished_)
+    if (!draining_ || !connections_.empty() || live_sessions_.load(std::memory_order_relaxed) > 0 ||
+        finished_)
         return;
     if (handing_over_) {
         if (!std::exchange(handover_reported_, true))

@@ -73,8 +73,7 @@ namespace uds_echo {
 
 class Worker::Impl {
 public:
-    // `listener` is this worker's own descriptor of the listening socket (-1: none); the worker
-    // closes it.
+    // As Worker's constructor.
     Impl(unsigned index, std::size_t buffer_size, WorkerSettings settings, int listener,
          SharedState& shared, WorkerEvents events);
     ~Impl();
@@ -89,7 +88,7 @@ public:
     std::uint64_t bytes_echoed() const { return bytes_echoed_.load(std::memory_order_relaxed); }
     std::uint64_t connections_cut() const { return cut_.load(std::memory_order_relaxed); }
     std::uint64_t heartbeat() const { return heartbeat_.load(std::memory_order_relaxed); }
-    unsigned open_sessions() const { return open_.load(std::memory_order_relaxed); }
+    unsigned open_sessions() const { return live_sessions_.load(std::memory_order_relaxed); }
     void start();
     void join();
     void slot_freed();
@@ -170,7 +169,6 @@ private:
     // Restart: sessions let go of their connections into handed_ instead of closing them.
     bool handing_over_ = false;
     bool handover_reported_ = false;
-    std::size_t live_sessions_ = 0; // spawned and not ended (a spawned session starts later)
     std::unordered_map<int, std::string> unsent_; // by descriptor, during a handover
     std::vector<HandedConnection> handed_;
     std::unordered_map<int, LoggedConnection> logged_;
@@ -178,7 +176,9 @@ private:
     std::atomic<std::uint64_t> cut_{0};
     std::atomic<std::uint64_t> heartbeat_{0};
     std::atomic<bool> accept_paused_{false};
-    std::atomic<unsigned> open_{0}; // sessions of this worker, for the accepting worker
+    // Spawned and not ended (a spawned session starts later). Written by this thread only; read
+    // by the accepting worker to choose where a connection goes.
+    std::atomic<unsigned> live_sessions_{0};
     // Declared after everything a session's frame touches: destroying the context destroys any
     // frame still suspended in it, whose cleanup uses the members above.
     boost::asio::io_context context_{1};

@@ -189,6 +189,13 @@ struct Service {
         return start_with(dir, listener, socket, passed, std::move(args), std::move(environment),
                           wait_ready);
     }
+
+    // The next daemon of a restart: it gets what the store holds, and asks the store to forget it.
+    Daemon start_next(std::vector<std::string> args = {}, bool wait_ready = true) {
+        auto next = start(store.stored(), std::move(args), {}, wait_ready);
+        store.stored().clear();
+        return next;
+    }
 };
 
 // `count` connections, each of which has had `message` echoed.
@@ -435,8 +442,7 @@ std::chrono::milliseconds stream_through_restart(std::size_t count) {
     hand_over(old, store, count);
     BOOST_TEST(store.count(uds_echo::state_fd_name) == 1u);
 
-    auto next = service.start(store.stored());
-    store.stored().clear(); // the new process asked the store to forget them
+    auto next = service.start_next();
     const auto before = streams.least_received();
     BOOST_TEST(wait_until([&] { return streams.least_received() >= before + 65536; }, 60s),
                next.process.stderr_text());
@@ -500,8 +506,7 @@ BOOST_AUTO_TEST_CASE(bytes_pending_for_a_slow_reader_are_written_first) {
     BOOST_TEST_REQUIRE(records->size() == 1u);
     BOOST_TEST(!records->front().unsent.empty());
 
-    auto next = service.start(store.stored());
-    store.stored().clear();
+    auto next = service.start_next();
     ::fcntl(client.get(), F_SETFL, 0);
     const auto first = read_exact(client.get(), written);
     BOOST_TEST((first == data.substr(0, written)),
@@ -529,8 +534,7 @@ void resume_rejects_state(const std::string& state, const std::string& expected_
     hand_over(old, store, 3);
     state_of(store).fd = memory_file(state);
 
-    auto next = service.start(store.stored());
-    store.stored().clear();
+    auto next = service.start_next();
     for (auto& client : clients)
         BOOST_TEST(peer_closed(client.get(), 10s));
     BOOST_TEST(logged(next, expected_log), next.process.stderr_text());
@@ -667,8 +671,7 @@ BOOST_AUTO_TEST_CASE(three_descriptors_of_store_carry_every_connection) {
     auto old = service.start({}, {}, {{"FDSTORE", "3"}});
     auto clients = clients_that_echoed(service.socket, 300, "before");
     hand_over(old, store, 300);
-    auto next = service.start(store.stored());
-    store.stored().clear();
+    auto next = service.start_next();
     for (auto& client : clients) {
         write_all(client.get(), "after");
         BOOST_TEST(read_exact(client.get(), 5) == "after");
@@ -686,8 +689,7 @@ BOOST_AUTO_TEST_CASE(resumed_connections_count_against_max_connections) {
     auto clients = clients_that_echoed(socket, 2, "x");
     hand_over(old, store, 2);
     // Not waiting for an answer: the one slot is taken by a resumed connection.
-    auto next = service.start(store.stored(), {"--max-connections", "1"}, {}, false);
-    store.stored().clear();
+    auto next = service.start_next({"--max-connections", "1"}, false);
     BOOST_TEST(wait_until([&] { return logged(next, "resumed beyond max-connections"); }, 10s),
                next.process.stderr_text());
     std::size_t closed = 0;
@@ -706,8 +708,7 @@ BOOST_AUTO_TEST_CASE(resumed_peers_no_longer_allowed_are_closed) {
     auto clients = clients_that_echoed(service.socket, 1, "x");
     hand_over(old, store, 1);
     const auto someone_else = std::to_string(::getuid() + 1);
-    auto next = service.start(store.stored(), {"--allow-uid", someone_else});
-    store.stored().clear();
+    auto next = service.start_next({"--allow-uid", someone_else});
     BOOST_TEST(peer_closed(clients.front().get(), 10s));
     BOOST_TEST(logged(next, "refused: not in allow-uid or allow-gid"), next.process.stderr_text());
     BOOST_TEST(stop_daemon(next).exited_with(0));

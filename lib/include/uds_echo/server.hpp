@@ -29,10 +29,11 @@ struct ServerSocket {
 // them, so they are delivered there.
 void block_server_signals();
 
-// Raises the soft descriptor limit to the hard limit and returns it: every connection is a
-// descriptor, and the default soft limit (1024) is far below --max-connections. Call it before
-// take_passed_descriptors(), which receives every connection a previous process handed over.
-rlim_t raise_descriptor_limit();
+// Raises the soft descriptor limit to the hard limit: every connection is a descriptor, and the
+// default soft limit (1024) is far below --max-connections. Call it in main before
+// take_passed_descriptors(), which receives every connection a previous process handed over;
+// Server::run() logs the limit.
+void raise_descriptor_limit();
 
 class Server {
 public:
