@@ -207,25 +207,12 @@ BOOST_AUTO_TEST_CASE(idle_timeout_closes_only_idle_connections) {
 // takes anything passed to it, and says the limit it serves with.
 BOOST_AUTO_TEST_CASE(the_soft_descriptor_limit_is_raised_to_the_hard_one) {
     TempDir dir;
-    const std::string socket = dir.file("s.sock");
-    ProcessOptions options;
-    options.argv = {"/usr/bin/prlimit",
-                    "--nofile=100:4096",
-                    daemon_binary(),
-                    "--socket",
-                    socket,
-                    "--config",
-                    dir.write_file("empty.conf", "")};
-    options.environment = clean_daemon_environment();
-    Process process(options);
-    BOOST_REQUIRE_MESSAGE(
-        wait_until([&] { return !process.running() || daemon_answers(socket); }, 10s),
-        "not serving; stderr: " << process.stderr_text());
-    BOOST_TEST(contains(process.stderr_text(), "(descriptor limit 4096)"), process.stderr_text());
-    process.signal(SIGTERM);
-    const auto status = process.wait_for_exit(10s);
-    BOOST_REQUIRE(status.has_value());
-    BOOST_TEST(status->exited_with(0), *status << "; stderr: " << process.stderr_text());
+    DaemonOptions options;
+    options.wrapper = {"/usr/bin/prlimit", "--nofile=100:4096"};
+    Daemon daemon = start_daemon(dir, options);
+    BOOST_TEST(contains(daemon.process.stderr_text(), "(descriptor limit 4096)"),
+               daemon.process.stderr_text());
+    BOOST_TEST(stop_daemon(daemon).exited_with(0));
 }
 
 BOOST_AUTO_TEST_CASE(descriptor_exhaustion_backs_off_logs_once_and_recovers) {
