@@ -1,11 +1,11 @@
 // uds-echo: parse the command line, run the form asked for (one-shot, streaming, interactive,
 // ping or bench) and turn its outcome into the exit status.
-#include "uds_echo/bench.hpp"
-#include "uds_echo/client.hpp"
-#include "uds_echo/client_command_line.hpp"
-#include "uds_echo/exit_codes.hpp"
-#include "uds_echo/ping.hpp"
-#include "uds_echo/program.hpp"
+#include "client/bench/bench.hpp"
+#include "client/command_line.hpp"
+#include "client/echo.hpp"
+#include "client/ping.hpp"
+#include "common/exit_codes.hpp"
+#include "common/program.hpp"
 
 #include <unistd.h>
 
@@ -18,6 +18,7 @@
 namespace {
 
 using namespace uds_echo;
+using namespace uds_echo::client;
 
 std::string join_words(const std::vector<std::string>& words) {
     std::string message;
@@ -45,7 +46,7 @@ int run_echo(const EchoCommand& command) {
 }
 
 int run_bench(const BenchCommand& command) {
-    const BenchResult result = uds_echo::run_bench(command.options, std::cout);
+    const BenchResult result = uds_echo::client::run_bench(command.options, std::cout);
     // A run that never got a connection has nothing to report but its error.
     const bool ran = result.connections_opened > 0 || !result.failure;
     if (command.json)

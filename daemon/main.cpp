@@ -1,12 +1,12 @@
 // uds-echod: parse and validate everything, set up the listening socket, serve.
-#include "uds_echo/config.hpp"
-#include "uds_echo/exit_codes.hpp"
-#include "uds_echo/listener.hpp"
-#include "uds_echo/logging.hpp"
-#include "uds_echo/paths.hpp"
-#include "uds_echo/program.hpp"
-#include "uds_echo/server.hpp"
-#include "uds_echo/systemd.hpp"
+#include "common/exit_codes.hpp"
+#include "common/paths.hpp"
+#include "common/program.hpp"
+#include "daemon/config.hpp"
+#include "daemon/listener.hpp"
+#include "daemon/logging.hpp"
+#include "daemon/server.hpp"
+#include "daemon/systemd.hpp"
 
 #include <csignal>
 #include <iostream>
@@ -17,6 +17,7 @@ namespace {
 
 int run(const std::vector<std::string>& args) {
     using namespace uds_echo;
+    using namespace uds_echo::daemon;
     auto parsed = parse_daemon_config(args);
     if (auto* information = std::get_if<InformationRequest>(&parsed)) {
         std::cout << information->text;
@@ -58,6 +59,6 @@ int run(const std::vector<std::string>& args) {
 
 int main(int argc, char* argv[]) {
     const std::vector<std::string> args(argv + 1, argv + argc);
-    uds_echo::block_server_signals();
+    uds_echo::daemon::block_server_signals();
     return uds_echo::run_program("uds-echod", [&] { return run(args); });
 }

@@ -6,8 +6,8 @@
 // private temporary directory); arguments that could name another config file are dropped, and
 // the default config file is a path that does not exist, so nothing outside the temporary
 // directory is ever read as a config file.
-#include "uds_echo/config.hpp"
-#include "uds_echo/exit_codes.hpp"
+#include "common/exit_codes.hpp"
+#include "daemon/config.hpp"
 
 #include <unistd.h>
 
@@ -76,16 +76,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     args.push_back(config_path);
 
     try {
-        auto result = uds_echo::parse_daemon_config(args, work_dir() + "/no-such-file.conf");
-        auto* config = std::get_if<uds_echo::DaemonConfig>(&result);
+        auto result =
+            uds_echo::daemon::parse_daemon_config(args, work_dir() + "/no-such-file.conf");
+        auto* config = std::get_if<uds_echo::daemon::DaemonConfig>(&result);
         if (config != nullptr) {
             // A configuration that parsed must describe itself, and its description must parse
             // to the same configuration (what --check-config prints is a valid config file).
             const std::string described = config->describe();
             write_file(config_path, described);
-            auto again = uds_echo::parse_daemon_config({"--config", config_path},
-                                                       work_dir() + "/no-such-file.conf");
-            auto* reparsed = std::get_if<uds_echo::DaemonConfig>(&again);
+            auto again = uds_echo::daemon::parse_daemon_config({"--config", config_path},
+                                                               work_dir() + "/no-such-file.conf");
+            auto* reparsed = std::get_if<uds_echo::daemon::DaemonConfig>(&again);
             if (reparsed == nullptr || reparsed->describe() != described) {
                 std::fprintf(stderr, "describe() does not round-trip:\n%s\n---\n%s\n",
                              described.c_str(), reparsed ? reparsed->describe().c_str() : "");
@@ -98,7 +99,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
     write_file(config_path, file_content);
     try {
-        (void)uds_echo::read_socket_from_config_file(config_path);
+        (void)uds_echo::read_sockets_from_config_file(config_path);
     } catch (const uds_echo::Failure&) {
     }
     return 0;

@@ -6,8 +6,8 @@
 // Checked properties: resolution picks the first explicit path; validation accepts exactly the
 // paths that fit in sun_path and can be written in the config file, and those convert to an
 // endpoint; an abstract name ('@') becomes a leading NUL.
-#include "uds_echo/exit_codes.hpp"
-#include "uds_echo/paths.hpp"
+#include "common/exit_codes.hpp"
+#include "common/paths.hpp"
 
 #include <algorithm>
 #include <cstddef>

@@ -6,7 +6,7 @@
 #include "fake_server.hpp"
 #include "process.hpp"
 
-#include "uds_echo/paths.hpp"
+#include "common/paths.hpp"
 
 #include <fcntl.h>
 #include <grp.h>

@@ -5,8 +5,8 @@
 #define BOOST_TEST_MODULE restart integration
 #include <boost/test/unit_test.hpp>
 
+#include "daemon/handover.hpp"
 #include "process.hpp"
-#include "uds_echo/handover.hpp"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -91,8 +91,9 @@ public:
         for (;;) {
             char data[4096];
             iovec vector{data, sizeof data};
-            alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * uds_echo::max_fds_per_message) +
-                                          CMSG_SPACE(sizeof(ucred))];
+            alignas(cmsghdr) char
+                control[CMSG_SPACE(sizeof(int) * uds_echo::daemon::max_fds_per_message) +
+                        CMSG_SPACE(sizeof(ucred))];
             msghdr message{};
             message.msg_iov = &vector;
             message.msg_iovlen = 1;
@@ -390,7 +391,7 @@ std::string file_content(int fd) {
 
 Stored& state_of(FakeStore& store) {
     for (auto& entry : store.stored())
-        if (entry.name == uds_echo::state_fd_name)
+        if (entry.name == uds_echo::daemon::state_fd_name)
             return entry;
     throw std::runtime_error("no state was stored");
 }
@@ -404,9 +405,10 @@ void hand_over(Daemon& old, FakeStore& store, std::size_t expected) {
     store.receive();
     BOOST_TEST_REQUIRE(!store.received("truncated message"));
     // The connections wait in flight in one socket pair: three descriptors whatever their count.
-    BOOST_TEST_REQUIRE(store.count(uds_echo::connections_fd_name) == 1u, old.process.stderr_text());
-    BOOST_TEST_REQUIRE(store.count(uds_echo::connections_peer_fd_name) == 1u);
-    BOOST_TEST_REQUIRE(store.count(uds_echo::state_fd_name) == 1u);
+    BOOST_TEST_REQUIRE(store.count(uds_echo::daemon::connections_fd_name) == 1u,
+                       old.process.stderr_text());
+    BOOST_TEST_REQUIRE(store.count(uds_echo::daemon::connections_peer_fd_name) == 1u);
+    BOOST_TEST_REQUIRE(store.count(uds_echo::daemon::state_fd_name) == 1u);
     BOOST_TEST(logged(old, "handed over " + std::to_string(expected) + " connection(s)"),
                old.process.stderr_text());
 }
@@ -440,7 +442,7 @@ std::chrono::milliseconds stream_through_restart(std::size_t count) {
     Streams streams(socket, count);
     BOOST_TEST_REQUIRE(wait_until([&] { return streams.least_received() >= 65536; }, 60s));
     hand_over(old, store, count);
-    BOOST_TEST(store.count(uds_echo::state_fd_name) == 1u);
+    BOOST_TEST(store.count(uds_echo::daemon::state_fd_name) == 1u);
 
     auto next = service.start_next();
     const auto before = streams.least_received();
@@ -452,8 +454,9 @@ std::chrono::milliseconds stream_through_restart(std::size_t count) {
     BOOST_TEST(logged(next, "resuming " + std::to_string(count) + " connection(s)"),
                next.process.stderr_text());
     store.receive();
-    for (const char* name : {uds_echo::connections_fd_name, uds_echo::connections_peer_fd_name,
-                             uds_echo::state_fd_name})
+    for (const char* name :
+         {uds_echo::daemon::connections_fd_name, uds_echo::daemon::connections_peer_fd_name,
+          uds_echo::daemon::state_fd_name})
         BOOST_TEST(store.received(std::string("FDSTOREREMOVE=1\nFDNAME=") + name), name);
     BOOST_TEST(stop_daemon(next).exited_with(0));
     return streams.longest_pause();
@@ -501,7 +504,8 @@ BOOST_AUTO_TEST_CASE(bytes_pending_for_a_slow_reader_are_written_first) {
     hand_over(old, store, 1);
 
     std::string error;
-    const auto records = uds_echo::decode_state(file_content(state_of(store).fd.get()), error);
+    const auto records =
+        uds_echo::daemon::decode_state(file_content(state_of(store).fd.get()), error);
     BOOST_TEST_REQUIRE(records.has_value(), error);
     BOOST_TEST_REQUIRE(records->size() == 1u);
     BOOST_TEST(!records->front().unsent.empty());
@@ -544,7 +548,7 @@ void resume_rejects_state(const std::string& state, const std::string& expected_
 }
 
 std::string state_with_version(std::uint32_t version) {
-    auto state = uds_echo::encode_state({});
+    auto state = uds_echo::daemon::encode_state({});
     std::memcpy(state.data() + 8, &version, sizeof version);
     return state;
 }
@@ -567,9 +571,10 @@ std::vector<Stored> handover_carrying(std::vector<int> fds) {
     if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ends) != 0)
         throw std::runtime_error("socketpair failed");
     std::vector<Stored> passed;
-    passed.push_back(Stored{uds_echo::connections_peer_fd_name, Fd(ends[0])});
-    passed.push_back(Stored{uds_echo::connections_fd_name, Fd(ends[1])});
-    passed.push_back(Stored{uds_echo::state_fd_name, memory_file(uds_echo::encode_state({}))});
+    passed.push_back(Stored{uds_echo::daemon::connections_peer_fd_name, Fd(ends[0])});
+    passed.push_back(Stored{uds_echo::daemon::connections_fd_name, Fd(ends[1])});
+    passed.push_back(
+        Stored{uds_echo::daemon::state_fd_name, memory_file(uds_echo::daemon::encode_state({}))});
     alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 8)]{};
     char byte = 'c';
     iovec data{&byte, 1};
@@ -629,7 +634,7 @@ BOOST_AUTO_TEST_CASE(a_pipe_passed_as_the_socket_pair_is_closed) {
     BOOST_REQUIRE(::pipe2(pipe_ends, O_CLOEXEC) == 0);
     Fd read_end(pipe_ends[0]);
     std::vector<Stored> passed;
-    passed.push_back(Stored{uds_echo::connections_fd_name, Fd(pipe_ends[1])});
+    passed.push_back(Stored{uds_echo::daemon::connections_fd_name, Fd(pipe_ends[1])});
     auto daemon = service.start(passed);
     passed.clear();
     BOOST_TEST(wait_readable(read_end.get(), 10s));

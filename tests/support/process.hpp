@@ -12,7 +12,7 @@
 // Errors are reported by throwing std::runtime_error with a message; Boost.Test reports it.
 #pragma once
 
-#include "uds_echo/exit_codes.hpp"
+#include "common/exit_codes.hpp"
 
 #include <sys/types.h>
 

@@ -2,12 +2,13 @@
 #define BOOST_TEST_MODULE access
 #include <boost/test/unit_test.hpp>
 
-#include "uds_echo/access.hpp"
+#include "daemon/access.hpp"
 
 #include <sys/socket.h>
 #include <unistd.h>
 
 using namespace uds_echo;
+using namespace uds_echo::daemon;
 
 namespace {
 

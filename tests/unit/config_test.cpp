@@ -6,9 +6,10 @@
 
 #include "process.hpp"
 
-#include "uds_echo/config.hpp"
-#include "uds_echo/config_values.hpp"
-#include "uds_echo/paths.hpp"
+#include "common/config_file.hpp"
+#include "common/config_values.hpp"
+#include "common/paths.hpp"
+#include "daemon/config.hpp"
 
 #include <sched.h>
 #include <sys/stat.h>
@@ -21,6 +22,7 @@
 #include <string_view>
 
 using namespace uds_echo;
+using namespace uds_echo::daemon;
 using uds_echo::test::contains;
 using Args = std::vector<std::string>;
 
@@ -29,13 +31,16 @@ namespace uds_echo {
 std::ostream& boost_test_print_type(std::ostream& out, ExitCode code) {
     return out << to_int(code);
 }
+} // namespace uds_echo
+
+namespace uds_echo::daemon {
 std::ostream& boost_test_print_type(std::ostream& out, LogLevel level) {
     return out << to_string(level);
 }
 std::ostream& boost_test_print_type(std::ostream& out, LogFormat format) {
     return out << to_string(format);
 }
-} // namespace uds_echo
+} // namespace uds_echo::daemon
 
 namespace {
 
@@ -97,7 +102,7 @@ Refusal refusal(const Args& args, const std::string& default_file = no_default_f
 // How the client's reading of `file` fails.
 Refusal client_refusal(const std::string& file) {
     try {
-        read_socket_from_config_file(file);
+        read_sockets_from_config_file(file).stream;
     } catch (const Failure& failure) {
         return {failure.code(), failure.what()};
     }
@@ -523,7 +528,7 @@ BOOST_AUTO_TEST_CASE(shipped_config_file_parses_to_the_defaults) {
     BOOST_REQUIRE_MESSAGE(std::filesystem::exists(shipped_config_file), shipped_config_file);
     const auto shipped = parse({"--config", shipped_config_file});
     BOOST_TEST(settings_of(shipped) == settings_of(parse({})));
-    BOOST_TEST(!read_socket_from_config_file(shipped_config_file).has_value());
+    BOOST_TEST(!read_sockets_from_config_file(shipped_config_file).stream.has_value());
 }
 
 BOOST_AUTO_TEST_SUITE_END()
@@ -671,10 +676,12 @@ BOOST_AUTO_TEST_CASE(socket_line_is_read_and_everything_else_ignored) {
     TempDir temp;
     const auto file =
         temp.write("c.conf", "threads = not-checked-here\nfuture-option = 1\nsocket = /tmp/s\n");
-    BOOST_TEST(read_socket_from_config_file(file).value_or("") == "/tmp/s");
-    BOOST_TEST(!read_socket_from_config_file(temp.path + "/absent.conf").has_value());
-    BOOST_TEST(!read_socket_from_config_file(temp.write("n.conf", "threads = 1\n")).has_value());
-    BOOST_TEST(!read_socket_from_config_file(temp.write("e.conf", "socket =\n")).has_value());
+    BOOST_TEST(read_sockets_from_config_file(file).stream.value_or("") == "/tmp/s");
+    BOOST_TEST(!read_sockets_from_config_file(temp.path + "/absent.conf").stream.has_value());
+    BOOST_TEST(
+        !read_sockets_from_config_file(temp.write("n.conf", "threads = 1\n")).stream.has_value());
+    BOOST_TEST(
+        !read_sockets_from_config_file(temp.write("e.conf", "socket =\n")).stream.has_value());
 }
 
 BOOST_AUTO_TEST_CASE(unparsable_file_is_a_config_error) {
@@ -691,7 +698,7 @@ BOOST_AUTO_TEST_CASE(unparsable_file_is_a_config_error) {
 BOOST_AUTO_TEST_CASE(comments_on_other_lines_are_not_the_clients_business) {
     TempDir temp;
     const auto file = temp.write("c.conf", "threads = 1#x\nsocket = /tmp/s # mine\n");
-    BOOST_TEST(read_socket_from_config_file(file).value_or("") == "/tmp/s");
+    BOOST_TEST(read_sockets_from_config_file(file).stream.value_or("") == "/tmp/s");
 }
 
 BOOST_AUTO_TEST_SUITE_END()

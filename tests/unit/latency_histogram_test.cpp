@@ -3,11 +3,11 @@
 #define BOOST_TEST_MODULE unit_latency_histogram
 #include <boost/test/unit_test.hpp>
 
-#include "uds_echo/latency_histogram.hpp"
+#include "client/bench/latency_histogram.hpp"
 
 #include <cstdint>
 
-using uds_echo::LatencyHistogram;
+using uds_echo::client::LatencyHistogram;
 
 namespace {
 

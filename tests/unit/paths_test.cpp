@@ -5,7 +5,7 @@
 
 #include "process.hpp"
 
-#include "uds_echo/paths.hpp"
+#include "common/paths.hpp"
 
 #include <sys/stat.h>
 #include <unistd.h>

@@ -1,0 +1,54 @@
+// Finding the daemon: the client's socket candidates tried in order, the check of the per-user
+// directory below /tmp, the retry while the daemon's listen backlog is full, and the one table
+// from connect(2)'s errno to the client's exit code and message.
+#pragma once
+
+#include "common/exit_codes.hpp"
+#include "common/file_descriptor.hpp"
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+namespace uds_echo::client {
+
+struct ClientOptions {
+    std::vector<std::string> socket_candidates; // tried in order, see client_socket_candidates()
+    std::chrono::milliseconds timeout{5000};    // connect, and each wait for a reply
+    bool quiet = false;
+};
+
+// A connected descriptor (non-blocking, close-on-exec) and the candidate it reached.
+struct DaemonConnection {
+    FileDescriptor fd;
+    std::string path;
+};
+
+// Connects to the first candidate that answers. A candidate that is the per-user fallback below
+// /tmp is used only when its directory is the user's own and private; an unsafe one is skipped
+// and the next candidate tried. Throws Failure when none answers: 69 when no daemon is there
+// (naming every path tried and why each was not used; the `systemctl start uds-echo.socket` hint
+// only for the system path), 77 naming the socket's owner, group and mode, 75 when the listen
+// backlog stays full for the timeout, 71 for any other error.
+boost::asio::awaitable<DaemonConnection> connect_to_daemon(const ClientOptions& options);
+
+// The result of connect_with_retry(): a connected descriptor, or the errno that ended the
+// attempt (ETIMEDOUT when the backlog stayed full until the deadline).
+struct ConnectAttempt {
+    FileDescriptor fd;
+    int error = 0;
+};
+
+// One connection to `endpoint`, retried with a short backoff while the listen backlog is full
+// (EAGAIN) until `deadline`.
+boost::asio::awaitable<ConnectAttempt>
+connect_with_retry(const boost::asio::local::stream_protocol::endpoint& endpoint,
+                   std::chrono::steady_clock::time_point deadline);
+
+// The failure for a connection to `path` that ended with `error`, as the user reads it.
+Failure connect_failure(const std::string& path, int error, std::chrono::milliseconds timeout);
+
+} // namespace uds_echo::client
