@@ -92,7 +92,7 @@ public:
     ExitCode run() {
         rlimit descriptors{}; // raised in main, before the passed connections were received
         ::getrlimit(RLIMIT_NOFILE, &descriptors);
-        // Before the accept loops, which take slots too: resumed connections come first.
+        // Before the accept loop, which counts them: resumed connections come first.
         if (!socket_.connected)
             resume_handed_connections();
         pool_.start();
