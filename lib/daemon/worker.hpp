@@ -60,8 +60,9 @@ public:
     void post(Function&& function) {
         boost::asio::post(context_, std::forward<Function>(function));
     }
-    // Counts a connection on its way to this worker (posted to serve_accepted(), serve_connected()
-    // or resume()) before it is admitted; admission or the session's end takes it off again.
+    // Counts a connection given to this worker (accepted here, or posted to serve_accepted(),
+    // serve_connected() or resume()) before it is admitted; a refusal or the session's end takes
+    // it off again.
     void reserve() { held_.fetch_add(1); }
     // Connections held or on their way: what --max-connections limits (summed over the pool) and
     // what the hand-out balances. The one count of this worker's connections.
