@@ -4,7 +4,7 @@
 // Tests that need a second identity fork a client that drops to another uid/gid: they run only as
 // root and are skipped with a message otherwise. The daemon listens on an abstract socket, which
 // has no file permissions, so the dropped client can reach it.
-#define BOOST_TEST_MODULE integration_access
+#define BOOST_TEST_MODULE integration_admission
 #include <boost/test/unit_test.hpp>
 
 #include "process.hpp"
