@@ -41,7 +41,7 @@ void FakeServer::accept_loop() {
         if (fd < 0)
             continue;
         sessions_.emplace_back([this, fd] {
-            Fd connection(fd);
+            FileDescriptor connection(fd);
             behaviour_(connection.get(), stopping_);
         });
     }
@@ -79,6 +79,23 @@ void send_quietly(int fd, std::string_view data) {
             return;
         data.remove_prefix(static_cast<std::size_t>(count));
     }
+}
+
+void echo_changing_byte(int fd, std::size_t offset, const Stopping& stopping) {
+    std::size_t position = 0;
+    for (;;) {
+        std::string data = receive_some(fd, stopping);
+        if (data.empty())
+            return;
+        if (offset >= position && offset < position + data.size())
+            data[offset - position] ^= 0x20;
+        position += data.size();
+        send_quietly(fd, data);
+    }
+}
+
+FakeServer::Behaviour echo_corrupting_at(std::size_t offset) {
+    return [offset](int fd, const Stopping& stopping) { echo_changing_byte(fd, offset, stopping); };
 }
 
 void hold_until_peer_closes(int fd, const Stopping& stopping) {
