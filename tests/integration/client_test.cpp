@@ -48,21 +48,6 @@ void check_failure(const RunResult& result, int code, const std::vector<std::str
         BOOST_TEST(contains(result.err, part), "stderr lacks '" << part << "': " << result.err);
 }
 
-FileDescriptor listening_socket(const std::string& path, int type = SOCK_STREAM, int backlog = 16) {
-    FileDescriptor fd(::socket(AF_UNIX, type | SOCK_CLOEXEC, 0));
-    BOOST_REQUIRE(fd.valid());
-    sockaddr_un address{};
-    address.sun_family = AF_UNIX;
-    BOOST_REQUIRE(path.size() < sizeof address.sun_path);
-    std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
-    BOOST_REQUIRE_MESSAGE(::bind(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) ==
-                              0,
-                          "bind " << path << ": " << std::strerror(errno));
-    if (type == SOCK_STREAM)
-        BOOST_REQUIRE(::listen(fd.get(), backlog) == 0);
-    return fd;
-}
-
 // Reads everything, even past the client's half-close, and never answers: the connection stays
 // open until the client closes its end completely (POLLHUP).
 void swallow_silently(int fd, const Stopping& stopping) {
@@ -365,7 +350,7 @@ BOOST_AUTO_TEST_CASE(the_default_paths_are_all_named, *utf::precondition(no_syst
 BOOST_AUTO_TEST_CASE(a_stale_socket_file) {
     TempDir dir;
     const auto path = dir.file("stale.sock");
-    listening_socket(path); // closed at once: the file stays, nobody listens
+    bind_unix(path); // closed at once: the file stays, nobody listens
     check_failure(run_client({"-s", path, "hello"}), exit_unavailable, {path, "stale"});
 }
 
@@ -405,7 +390,7 @@ BOOST_AUTO_TEST_CASE(a_stream_that_is_never_echoed) {
 BOOST_AUTO_TEST_CASE(a_full_listen_backlog) {
     TempDir dir;
     const auto path = dir.file("busy.sock");
-    const FileDescriptor listener = listening_socket(path, SOCK_STREAM, 0); // never accepts
+    const FileDescriptor listener = listen_unix(path, 0); // never accepts
     std::vector<FileDescriptor> fillers;
     for (int i = 0; i < 16; ++i) {
         FileDescriptor filler(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
@@ -447,7 +432,7 @@ bool waits_to_retry_the_connection(pid_t pid) {
 BOOST_AUTO_TEST_CASE(a_backlog_that_frees_up_in_time) {
     TempDir dir;
     const auto path = dir.file("busy.sock");
-    const FileDescriptor listener = listening_socket(path, SOCK_STREAM, 0);
+    const FileDescriptor listener = listen_unix(path, 0);
     FileDescriptor filler = connect_unix(path);
     ProcessOptions options;
     options.argv = {client_binary(), "-s", path, "-t", "10", "hello"};
@@ -493,7 +478,7 @@ BOOST_FIXTURE_TEST_CASE(a_directory_we_may_not_enter, DaemonFixture,
 BOOST_AUTO_TEST_CASE(a_datagram_socket_at_the_path) {
     TempDir dir;
     const auto path = dir.file("dgram.sock");
-    const FileDescriptor datagram = listening_socket(path, SOCK_DGRAM);
+    const FileDescriptor datagram = bind_unix(path, SOCK_DGRAM);
     check_failure(run_client({"-s", path, "hello"}), exit_os_error, {path});
 }
 

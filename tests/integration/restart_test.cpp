@@ -33,23 +33,6 @@ namespace {
 
 constexpr const char* listener_name = "uds-echo.socket";
 
-sockaddr_un address_of(const std::string& path) {
-    sockaddr_un address{};
-    address.sun_family = AF_UNIX;
-    std::strncpy(address.sun_path, path.c_str(), sizeof address.sun_path - 1);
-    return address;
-}
-
-// The listening socket systemd's .socket unit would own: it outlives every daemon of a test.
-FileDescriptor listen_at(const std::string& path) {
-    FileDescriptor fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    const auto address = address_of(path);
-    if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0 ||
-        ::listen(fd.get(), SOMAXCONN) != 0)
-        throw std::runtime_error("cannot listen at " + path + ": " + std::strerror(errno));
-    return fd;
-}
-
 // A stored descriptor and the name it was stored under.
 struct Stored {
     std::string name;
@@ -61,12 +44,10 @@ class FakeStore {
 public:
     explicit FakeStore(std::string path)
         : path_(std::move(path))
-        , fd_(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)) {
-        const auto address = address_of(path_);
+        , fd_(bind_unix(path_, SOCK_DGRAM)) {
         const int on = 1;
-        if (::bind(fd_.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0 ||
-            ::setsockopt(fd_.get(), SOL_SOCKET, SO_PASSCRED, &on, sizeof on) != 0)
-            throw std::runtime_error("cannot bind " + path_ + ": " + std::strerror(errno));
+        if (::setsockopt(fd_.get(), SOL_SOCKET, SO_PASSCRED, &on, sizeof on) != 0)
+            throw std::runtime_error("SO_PASSCRED: " + std::string(std::strerror(errno)));
         // Read all the time, as systemd does: a sender whose datagrams are not read blocks in
         // sd_notify once the socket's queue is full (net.unix.max_dgram_qlen).
         reader_ = std::thread([this] {
@@ -182,7 +163,7 @@ Daemon start_with(const TempDir& dir, const FileDescriptor& listener, const std:
 struct Service {
     TempDir dir;
     std::string socket = dir.file("s.sock");
-    FileDescriptor listener = listen_at(socket);
+    FileDescriptor listener = listen_unix(socket);
     FakeStore store{dir.file("notify.sock")};
 
     Daemon start(const std::vector<Stored>& passed = {}, std::vector<std::string> args = {},

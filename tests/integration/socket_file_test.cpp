@@ -24,15 +24,7 @@ namespace {
 
 // A socket file with nobody listening: bound, then closed (what a crashed daemon leaves).
 void make_stale_socket_file(const std::string& path) {
-    FileDescriptor fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    BOOST_REQUIRE(fd.valid());
-    sockaddr_un address{};
-    address.sun_family = AF_UNIX;
-    BOOST_REQUIRE(path.size() < sizeof address.sun_path);
-    std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
-    BOOST_REQUIRE_MESSAGE(::bind(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) ==
-                              0,
-                          "bind " << path << ": " << std::strerror(errno));
+    bind_unix(path);
     BOOST_REQUIRE(is_socket_file(path));
 }
 

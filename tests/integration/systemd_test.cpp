@@ -28,13 +28,7 @@ class NotifySocket {
 public:
     explicit NotifySocket(std::string path)
         : path_(std::move(path))
-        , fd_(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)) {
-        sockaddr_un address{};
-        address.sun_family = AF_UNIX;
-        std::strncpy(address.sun_path, path_.c_str(), sizeof address.sun_path - 1);
-        if (::bind(fd_.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0)
-            throw std::runtime_error("cannot bind " + path_ + ": " + std::strerror(errno));
-    }
+        , fd_(bind_unix(path_, SOCK_DGRAM)) {}
 
     const std::string& path() const { return path_; }
 

@@ -12,16 +12,7 @@ namespace uds_echo::test {
 
 FakeServer::FakeServer(const std::string& path, Behaviour behaviour)
     : behaviour_(std::move(behaviour))
-    , listener_(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
-    sockaddr_un address{};
-    address.sun_family = AF_UNIX;
-    if (!listener_.valid() || path.size() >= sizeof address.sun_path)
-        throw std::runtime_error("fake server: no socket for " + path);
-    std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
-    if (::bind(listener_.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
-        ::listen(listener_.get(), 64) != 0)
-        throw std::runtime_error("fake server: cannot listen at " + path + ": " +
-                                 std::strerror(errno));
+    , listener_(listen_unix(path, 64)) {
     acceptor_ = std::thread([this] { accept_loop(); });
 }
 

@@ -574,6 +574,24 @@ ConnectResult try_connect_unix(const std::string& path) {
     return result;
 }
 
+FileDescriptor bind_unix(const std::string& path, int type) {
+    FileDescriptor fd(::socket(AF_UNIX, type | SOCK_CLOEXEC, 0));
+    if (!fd.valid())
+        throw_errno("socket for " + path);
+    sockaddr_un address;
+    const socklen_t length = make_address(path, address);
+    if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&address), length) != 0)
+        throw_errno("bind " + path);
+    return fd;
+}
+
+FileDescriptor listen_unix(const std::string& path, int backlog) {
+    FileDescriptor fd = bind_unix(path);
+    if (::listen(fd.get(), backlog) != 0)
+        throw_errno("listen at " + path);
+    return fd;
+}
+
 FileDescriptor connect_unix(const std::string& path, std::chrono::milliseconds io_timeout) {
     ConnectResult result = try_connect_unix(path);
     if (!result.fd.valid())

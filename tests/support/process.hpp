@@ -15,6 +15,7 @@
 #include "common/exit_codes.hpp"
 #include "common/file_descriptor.hpp"
 
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include <atomic>
@@ -248,6 +249,10 @@ struct ConnectResult {
     int error = 0;
 };
 ConnectResult try_connect_unix(const std::string& path);
+// A socket of `type` bound to `path`; throws if it cannot be.
+FileDescriptor bind_unix(const std::string& path, int type = SOCK_STREAM);
+// A stream socket listening at `path`; throws if it cannot be.
+FileDescriptor listen_unix(const std::string& path, int backlog = SOMAXCONN);
 // Connects or throws; sets send/receive timeouts of `io_timeout`.
 FileDescriptor connect_unix(const std::string& path, std::chrono::milliseconds io_timeout = 30s);
 // Polls try_connect_unix until it succeeds or `timeout` passes.
