@@ -3,17 +3,17 @@
 rebuilds, runs the test that should catch it, and puts the check back. Each row of the table must
 say "yes"; the script exits non-zero otherwise, and also when a row's source text is not found
 exactly once (the code was reformatted or rewritten: mend the row, do not drop it), when a build
-fails, or when a test fails with every check in place. It edits the source tree it is given, so
-run it on a scratch copy (docs/testing.md, "Mutation check"):
+fails, or when a test fails with every check in place. It edits the source tree it is given:
+tests/mutation/run-mutation-check.sh runs it on a copy (docs/testing.md, "Mutation check"). By
+hand, on a scratch copy built with -DUDS_ECHO_WERROR=OFF (a removed check can leave a function
+unused, which is only a warning):
 
-    git worktree add /tmp/uds-echo-mutation HEAD
-    cd /tmp/uds-echo-mutation && cmake --preset release -DUDS_ECHO_WERROR=OFF \
-        && cmake --build --preset release && python3 tests/mutation/check.py . [PROMISE]
+    python3 tests/mutation/check.py SCRATCH_TREE [PROMISE]
 
--DUDS_ECHO_WERROR=OFF: a removed check can leave a function unused, which is only a warning.
 Tests that need root are skipped otherwise, and a skipped test catches nothing: run it as root.
 """
-import subprocess, sys, os
+import subprocess, sys, os, time
+started = time.monotonic()
 root = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else '.')
 build = os.path.join(root, 'build', 'release')
 M = [
@@ -45,6 +45,13 @@ def test_fails(binary, test):
     r = subprocess.run([build + '/tests/' + binary, '--run_test=' + test], capture_output=True, text=True, env=env, timeout=300)
     return r.returncode != 0
 
+# The daemon and the tests the rows name, built before any mutation: a tree that does not build
+# proves nothing.
+targets = ['daemon/uds-echod', 'client/uds-echo'] + sorted({'tests/' + row[4] for row in M})
+b = build_targets(*targets)
+if b.returncode != 0:
+    sys.exit('the unmutated tree does not build:\n' + b.stdout[-2000:])
+
 out.write('| promise | test | fails without the check |\n| --- | --- | --- |\n')
 for name, f, old, new, binary, test in M:
     path = os.path.join(root, f)
@@ -69,7 +76,7 @@ for name, f, old, new, binary, test in M:
     if not result.startswith('yes'):
         failures += 1
     out.write(f'| {name} | `{binary}: {test}` | {result} |\n'); out.flush()
-if build_targets().returncode != 0:
+if build_targets(*targets).returncode != 0:
     failures += 1
     out.write('the unmutated tree does not build\n')
 # The checks are back: each test passes again.
@@ -78,4 +85,5 @@ for name, f, old, new, binary, test in M:
     if not passes:
         failures += 1
     out.write(f'with the check: {test}: {"pass" if passes else "FAIL"}\n'); out.flush()
+out.write(f'{len(M)} checks, {failures} failure(s), {time.monotonic() - started:.0f} s\n')
 sys.exit(1 if failures else 0)
