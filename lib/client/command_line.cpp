@@ -1,6 +1,7 @@
 #include "client/command_line.hpp"
 
 #include "common/config_file.hpp"
+#include "common/help_text.hpp"
 #include "common/paths.hpp"
 
 #include <boost/program_options.hpp>
@@ -11,7 +12,6 @@
 #include <cstdlib>
 #include <optional>
 #include <span>
-#include <sstream>
 
 namespace uds_echo::client {
 
@@ -23,7 +23,6 @@ namespace po = boost::program_options;
 constexpr double max_seconds = 1e6;
 // The largest --size: the bench keeps one pattern of this size plus 64 KiB in memory.
 constexpr std::size_t max_message_size = std::size_t{1} << 30;
-constexpr std::size_t help_width = 79;
 // Program_options' name for words that no form takes.
 constexpr const char* unexpected_key = "unexpected argument";
 constexpr const char* words_key = "words";
@@ -128,42 +127,11 @@ const char* const bench_outro =
     "daemon; 75 no echo within --timeout; 71 other OS error; 64 usage.\n"
     "See uds-echo(1).\n";
 
-// Words of `text` in lines of at most `width` columns (a longer word gets a line of its own).
-std::vector<std::string> wrapped(const std::string& text, std::size_t width) {
-    std::vector<std::string> lines(1);
-    std::istringstream words(text);
-    for (std::string word; words >> word;) {
-        if (!lines.back().empty() && lines.back().size() + 1 + word.size() > width)
-            lines.emplace_back();
-        if (!lines.back().empty())
-            lines.back() += ' ';
-        lines.back() += word;
-    }
-    return lines;
-}
-
 std::string option_rows(const char* title, std::span<const OptionRow> table) {
-    std::vector<std::pair<std::string, std::string>> rows;
-    std::size_t left_width = 0;
-    for (const auto& row : table) {
-        std::string left =
-            row.short_name != '\0' ? std::string("-") + row.short_name + ", " : std::string("    ");
-        left += std::string("--") + row.name;
-        if (row.argument != nullptr)
-            left += std::string(" ") + row.argument;
-        left_width = std::max(left_width, left.size());
-        rows.emplace_back(std::move(left), row.description);
-    }
-    const std::size_t indent = 2 + left_width + 2;
-    std::string text = std::string(title) + ":\n";
-    for (const auto& [left, right] : rows) {
-        std::string prefix = "  " + left + std::string(left_width - left.size() + 2, ' ');
-        for (const auto& line : wrapped(right, help_width - indent)) {
-            text += prefix + line + '\n';
-            prefix.assign(indent, ' ');
-        }
-    }
-    return text;
+    std::vector<HelpRow> rows;
+    for (const auto& row : table)
+        rows.push_back(HelpRow{row.short_name, row.name, row.argument, row.description});
+    return std::string(title) + ":\n" + help_table(rows);
 }
 
 std::string help_text(Form form) {

@@ -11,6 +11,7 @@
 
 #include "common/config_file.hpp"
 #include "common/config_values.hpp"
+#include "common/help_text.hpp"
 #include "common/paths.hpp"
 #include "daemon/config_options.hpp"
 
@@ -23,7 +24,6 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <sstream>
 #include <string_view>
 #include <thread>
 
@@ -151,22 +151,6 @@ void sort_unique(std::vector<T>& values) {
 
 // ---- texts ------------------------------------------------------------------------------------
 
-// Words of `text` in lines of at most `width` columns (a longer word gets a line of its own).
-std::vector<std::string> wrapped(const std::string& text, std::size_t width) {
-    std::vector<std::string> lines(1);
-    std::istringstream words(text);
-    std::string word;
-    while (words >> word) {
-        auto& line = lines.back();
-        if (!line.empty() && line.size() + 1 + word.size() > width)
-            lines.emplace_back();
-        if (!lines.back().empty())
-            lines.back() += ' ';
-        lines.back() += word;
-    }
-    return lines;
-}
-
 // "a, b, c and d".
 std::string enumeration(const std::vector<std::string>& names) {
     std::string text;
@@ -187,44 +171,28 @@ std::string command_line_only_names() {
 }
 
 std::string help_text(const std::string& default_config_file) {
-    constexpr std::size_t line_width = 79;
-    std::vector<std::pair<std::string, std::string>> rows;
+    std::vector<HelpRow> rows;
     for (const auto& option : all_options()) {
-        std::string left = option.short_name != '\0' ? std::string("-") + option.short_name + ", "
-                                                     : std::string("    ");
-        left += std::string("--") + option.name;
-        if (option.argument != nullptr)
-            left += std::string(" ") + option.argument;
-        std::string right = option.help;
+        std::string description = option.help;
         if (std::string_view(option.name) == "config")
-            right += " [" + default_config_file + " if it exists]";
+            description += " [" + default_config_file + " if it exists]";
         else if (option.default_text != nullptr)
-            right += std::string(" [") + option.default_text + "]";
-        rows.emplace_back(std::move(left), std::move(right));
+            description += std::string(" [") + option.default_text + "]";
+        rows.push_back(
+            HelpRow{option.short_name, option.name, option.argument, std::move(description)});
     }
-    std::size_t left_width = 0;
-    for (const auto& row : rows)
-        left_width = std::max(left_width, row.first.size());
-    const std::size_t indent = 2 + left_width + 2;
     std::string text = std::string("Usage: ") + program_name +
                        " [OPTION]...\n"
                        "Echo daemon on a Unix domain socket: every byte a client sends comes "
-                       "back.\n\nOptions:\n";
-    for (const auto& [left, right] : rows) {
-        std::string prefix = "  " + left + std::string(left_width - left.size() + 2, ' ');
-        for (const auto& line : wrapped(right, line_width - indent)) {
-            text += prefix + line + "\n";
-            prefix.assign(indent, ' ');
-        }
-    }
+                       "back.\n\nOptions:\n" +
+                       help_table(rows);
     text += '\n';
     for (const auto& line :
          wrapped("Every option but " + command_line_only_names() +
-                     " can also be set as `name = value` in the config file; the command line "
-                     "wins. UDS_ECHO_SOCKET in the environment comes between --socket and the "
-                     "file's socket. Exit codes: 64 bad command line, 78 bad config file. See "
-                     "uds-echod(8) and uds-echo.conf(5).",
-                 line_width))
+                 " can also be set as `name = value` in the config file; the command line "
+                 "wins. UDS_ECHO_SOCKET in the environment comes between --socket and the "
+                 "file's socket. Exit codes: 64 bad command line, 78 bad config file. See "
+                 "uds-echod(8) and uds-echo.conf(5)."))
         text += line + '\n';
     return text;
 }

@@ -4,6 +4,8 @@
 #include <boost/test/unit_test.hpp>
 
 #include "fake_server.hpp"
+#include "fixtures.hpp"
+#include "preconditions.hpp"
 #include "process.hpp"
 
 #include "common/paths.hpp"
@@ -21,6 +23,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <optional>
 #include <string>
@@ -28,24 +31,12 @@
 #include <vector>
 
 using namespace uds_echo::test;
+namespace utf = boost::unit_test;
 
 namespace {
 
 constexpr std::size_t MiB = 1024 * 1024;
 constexpr uid_t nobody = 65534;
-
-// The client's environment: nothing from the caller that names a socket.
-Environment client_environment() {
-    return Environment{{"UDS_ECHO_SOCKET", std::nullopt}};
-}
-
-RunResult run_client(std::vector<std::string> args, ProcessOptions options = {}) {
-    options.argv = {client_binary()};
-    options.argv.insert(options.argv.end(), args.begin(), args.end());
-    if (options.environment.empty())
-        options.environment = client_environment();
-    return run(options, 60s);
-}
 
 // One line on stderr, `uds-echo: ...`, and the expected exit code.
 void check_failure(const RunResult& result, int code, const std::vector<std::string>& parts) {
@@ -55,28 +46,6 @@ void check_failure(const RunResult& result, int code, const std::vector<std::str
     BOOST_TEST(non_empty_lines(result.err).size() == 1u, "stderr: " << result.err);
     for (const auto& part : parts)
         BOOST_TEST(contains(result.err, part), "stderr lacks '" << part << "': " << result.err);
-}
-
-void check_same(const std::string& echoed, const std::string& sent) {
-    const auto difference = first_difference(echoed, sent);
-    BOOST_TEST(!difference.has_value(), "output differs at byte "
-                                            << difference.value_or(0) << " (sent " << sent.size()
-                                            << " bytes, got " << echoed.size() << ")");
-}
-
-Fd listening_socket(const std::string& path, int type = SOCK_STREAM, int backlog = 16) {
-    Fd fd(::socket(AF_UNIX, type | SOCK_CLOEXEC, 0));
-    BOOST_REQUIRE(fd.valid());
-    sockaddr_un address{};
-    address.sun_family = AF_UNIX;
-    BOOST_REQUIRE(path.size() < sizeof address.sun_path);
-    std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
-    BOOST_REQUIRE_MESSAGE(::bind(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) ==
-                              0,
-                          "bind " << path << ": " << std::strerror(errno));
-    if (type == SOCK_STREAM)
-        BOOST_REQUIRE(::listen(fd.get(), backlog) == 0);
-    return fd;
 }
 
 // Reads everything, even past the client's half-close, and never answers: the connection stays
@@ -90,33 +59,14 @@ void swallow_silently(int fd, const Stopping& stopping) {
     }
 }
 
-// Echoes a stream, but with the byte at `offset` changed.
-void echo_corrupting_at(int fd, std::size_t offset, const Stopping& stopping) {
-    std::size_t position = 0;
-    for (;;) {
-        std::string data = receive_some(fd, stopping);
-        if (data.empty())
-            return;
-        if (offset >= position && offset < position + data.size())
-            data[offset - position] ^= 0x20;
-        position += data.size();
-        send_quietly(fd, data);
-    }
-}
-
-struct DaemonFixture {
-    TempDir dir;
-    Daemon daemon = start_daemon(dir);
-};
-
 // Runs the client as `uid` (and the same gid) through fork, setgroups, setgid, setuid and exec,
 // without $XDG_RUNTIME_DIR (as after su or in cron): the harness's Process keeps the test's
 // identity.
 RunResult run_client_as(uid_t uid, const std::vector<std::string>& args) {
     int err_pipe[2];
     BOOST_REQUIRE(::pipe2(err_pipe, O_CLOEXEC) == 0);
-    Fd err_read(err_pipe[0]);
-    Fd err_write(err_pipe[1]);
+    FileDescriptor err_read(err_pipe[0]);
+    FileDescriptor err_write(err_pipe[1]);
     std::vector<std::string> argv_strings{client_binary()};
     argv_strings.insert(argv_strings.end(), args.begin(), args.end());
     std::vector<char*> argv;
@@ -230,13 +180,13 @@ BOOST_FIXTURE_TEST_CASE(streams_16_mib_from_a_pipe, DaemonFixture) {
     const std::string data = random_bytes(16 * MiB, 2);
     int pipe_ends[2];
     BOOST_REQUIRE(::pipe2(pipe_ends, O_CLOEXEC) == 0);
-    Fd read_end(pipe_ends[0]);
-    Fd write_end(pipe_ends[1]);
+    FileDescriptor read_end(pipe_ends[0]);
+    FileDescriptor write_end(pipe_ends[1]);
     ProcessOptions options;
     options.stdin_fd = read_end.get();
     // No "-": stdin that is not a terminal streams too.
     options.argv = {client_binary(), "-s", daemon.socket};
-    options.environment = client_environment();
+    options.environment = clean_client_environment();
     Process client(options);
     read_end.reset();
     std::thread writer([&] {
@@ -274,7 +224,7 @@ BOOST_FIXTURE_TEST_CASE(a_closed_output_pipe_ends_quietly, DaemonFixture) {
         client_binary(),
         daemon.socket,
         big};
-    options.environment = client_environment();
+    options.environment = clean_client_environment();
     const auto result = run(options, 60s);
     BOOST_TEST(contains(result.err, "client=0"), "stderr: " << result.err);
 }
@@ -294,7 +244,7 @@ BOOST_FIXTURE_TEST_CASE(a_slow_output_is_not_a_timeout, DaemonFixture) {
                     daemon.socket,
                     input,
                     output};
-    options.environment = client_environment();
+    options.environment = clean_client_environment();
     const auto result = run(options, 60s);
     BOOST_TEST(contains(result.err, "client=0"), "stderr: " << result.err);
     check_same(read_file(output), data);
@@ -368,9 +318,7 @@ BOOST_AUTO_TEST_CASE(a_daemon_that_closes_early) {
 BOOST_AUTO_TEST_CASE(a_corrupted_stream) {
     TempDir dir;
     const auto path = dir.file("fake.sock");
-    FakeServer server(path, [](int fd, const Stopping& stopping) {
-        echo_corrupting_at(fd, 1'000'000, stopping);
-    });
+    FakeServer server(path, echo_corrupting_at(1'000'000));
     ProcessOptions options;
     options.stdin_data = random_bytes(3 * MiB, 4);
     check_failure(run_client({"-s", path, "-"}, options), exit_data_error, {"offset 1000000"});
@@ -387,14 +335,10 @@ BOOST_AUTO_TEST_CASE(a_missing_socket) {
     BOOST_TEST(!contains(result.err, "systemctl"), result.err);
 }
 
-BOOST_AUTO_TEST_CASE(the_default_paths_are_all_named) {
-    if (path_exists(uds_echo::system_config_path) || path_exists(uds_echo::system_socket_path)) {
-        BOOST_TEST_MESSAGE("skipped: this machine has its own uds-echo config or socket");
-        return;
-    }
+BOOST_AUTO_TEST_CASE(the_default_paths_are_all_named, *utf::precondition(no_system_uds_echo)) {
     TempDir dir;
     ProcessOptions options;
-    options.environment = {{"UDS_ECHO_SOCKET", std::nullopt}, {"XDG_RUNTIME_DIR", dir.path()}};
+    options.environment = {{"XDG_RUNTIME_DIR", dir.path()}};
     const auto result = run_client({"hello"}, options);
     std::vector<std::string> expected{uds_echo::system_socket_path};
     if (::getuid() != 0)
@@ -406,7 +350,7 @@ BOOST_AUTO_TEST_CASE(the_default_paths_are_all_named) {
 BOOST_AUTO_TEST_CASE(a_stale_socket_file) {
     TempDir dir;
     const auto path = dir.file("stale.sock");
-    listening_socket(path); // closed at once: the file stays, nobody listens
+    bind_unix(path); // closed at once: the file stays, nobody listens
     check_failure(run_client({"-s", path, "hello"}), exit_unavailable, {path, "stale"});
 }
 
@@ -446,10 +390,10 @@ BOOST_AUTO_TEST_CASE(a_stream_that_is_never_echoed) {
 BOOST_AUTO_TEST_CASE(a_full_listen_backlog) {
     TempDir dir;
     const auto path = dir.file("busy.sock");
-    const Fd listener = listening_socket(path, SOCK_STREAM, 0); // never accepts
-    std::vector<Fd> fillers;
+    const FileDescriptor listener = listen_unix(path, 0); // never accepts
+    std::vector<FileDescriptor> fillers;
     for (int i = 0; i < 16; ++i) {
-        Fd filler(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+        FileDescriptor filler(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
         sockaddr_un address{};
         address.sun_family = AF_UNIX;
         std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
@@ -467,43 +411,63 @@ BOOST_AUTO_TEST_CASE(a_full_listen_backlog) {
     BOOST_TEST(elapsed < 10s);
 }
 
+// True when the client `pid` found the backlog full and waits to try again: it holds its socket
+// (made right before its first connect()) and sleeps in epoll_wait, on its back-off timer. A
+// connection could not have succeeded meanwhile: nothing is accepted until this holds.
+bool waits_to_retry_the_connection(pid_t pid) {
+    const std::string process = "/proc/" + std::to_string(pid);
+    bool has_socket = false;
+    std::error_code error;
+    for (const auto& entry : std::filesystem::directory_iterator(process + "/fd", error)) {
+        std::error_code unreadable;
+        const auto target = std::filesystem::read_symlink(entry.path(), unreadable);
+        has_socket = has_socket || target.string().starts_with("socket:");
+    }
+    std::ifstream wchan(process + "/task/" + std::to_string(pid) + "/wchan");
+    std::string waiting_in;
+    std::getline(wchan, waiting_in);
+    return has_socket && contains(waiting_in, "epoll_wait");
+}
+
 BOOST_AUTO_TEST_CASE(a_backlog_that_frees_up_in_time) {
     TempDir dir;
     const auto path = dir.file("busy.sock");
-    const Fd listener = listening_socket(path, SOCK_STREAM, 0);
-    Fd filler = connect_unix(path);
-    std::thread server([&] {
-        std::this_thread::sleep_for(300ms);
-        Fd first(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC)); // the filler
-        Fd client(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
-        set_io_timeout(client.get(), 10s);
-        write_all(client.get(), read_exact(client.get(), 6));
-        read_until_end_quietly(client.get());
-    });
-    const auto result = run_client({"-s", path, "-t", "5", "hello"});
-    server.join();
-    BOOST_TEST(result.status.exited_with(exit_ok), result.status << " " << result.err);
-    BOOST_TEST(result.out == "hello\n");
+    const FileDescriptor listener = listen_unix(path, 0);
+    FileDescriptor filler = connect_unix(path);
+    ProcessOptions options;
+    options.argv = {client_binary(), "-s", path, "-t", "10", "hello"};
+    options.environment = clean_client_environment();
+    Process client(options);
+    // The backlog frees up only once the client has found it full: the retry is what is tested.
+    BOOST_REQUIRE_MESSAGE(
+        wait_until([&] { return !client.running() || waits_to_retry_the_connection(client.pid()); },
+                   10s),
+        "the client never waited to retry; stderr: " << client.stderr_text());
+    BOOST_REQUIRE_MESSAGE(client.running(), "the client gave up at once: " << client.stderr_text());
+    FileDescriptor first(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC)); // the filler
+    BOOST_REQUIRE_MESSAGE(wait_readable(listener.get(), 5s), "the client did not retry");
+    FileDescriptor connection(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    BOOST_REQUIRE(connection.valid());
+    set_io_timeout(connection.get(), 10s);
+    write_all(connection.get(), read_exact(connection.get(), 6));
+    const auto status = client.wait_for_exit(10s);
+    BOOST_REQUIRE_MESSAGE(status.has_value(), "the client did not finish");
+    BOOST_TEST(status->exited_with(exit_ok), *status << " " << client.stderr_text());
+    BOOST_TEST(client.stdout_text() == "hello\n");
 }
 
 // ---- 77 permission denied ----
 
-BOOST_FIXTURE_TEST_CASE(a_socket_we_may_not_use, DaemonFixture) {
-    if (::geteuid() != 0) {
-        BOOST_TEST_MESSAGE("skipped: needs root to run the client as another user");
-        return;
-    }
+BOOST_FIXTURE_TEST_CASE(a_socket_we_may_not_use, DaemonFixture,
+                        *utf::precondition(RootOnly{"to run the client as another user"})) {
     BOOST_REQUIRE(::chmod(dir.path().c_str(), 0755) == 0);
     BOOST_REQUIRE(::chmod(daemon.socket.c_str(), 0600) == 0);
     const auto result = run_client_as(nobody, {"-s", daemon.socket, "hello"});
     check_failure(result, exit_no_permission, {daemon.socket, "owner root", "mode 0600"});
 }
 
-BOOST_FIXTURE_TEST_CASE(a_directory_we_may_not_enter, DaemonFixture) {
-    if (::geteuid() != 0) {
-        BOOST_TEST_MESSAGE("skipped: needs root to run the client as another user");
-        return;
-    }
+BOOST_FIXTURE_TEST_CASE(a_directory_we_may_not_enter, DaemonFixture,
+                        *utf::precondition(RootOnly{"to run the client as another user"})) {
     BOOST_REQUIRE(::chmod(dir.path().c_str(), 0700) == 0);
     const auto result = run_client_as(nobody, {"-s", daemon.socket, "hello"});
     check_failure(result, exit_no_permission, {"directory " + dir.path(), "mode 0700"});
@@ -514,12 +478,12 @@ BOOST_FIXTURE_TEST_CASE(a_directory_we_may_not_enter, DaemonFixture) {
 BOOST_AUTO_TEST_CASE(a_datagram_socket_at_the_path) {
     TempDir dir;
     const auto path = dir.file("dgram.sock");
-    const Fd datagram = listening_socket(path, SOCK_DGRAM);
+    const FileDescriptor datagram = bind_unix(path, SOCK_DGRAM);
     check_failure(run_client({"-s", path, "hello"}), exit_os_error, {path});
 }
 
 BOOST_FIXTURE_TEST_CASE(an_unreadable_input, DaemonFixture) {
-    Fd directory(::open(dir.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    FileDescriptor directory(::open(dir.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     BOOST_REQUIRE(directory.valid());
     ProcessOptions options;
     options.stdin_fd = directory.get(); // read(2) says EISDIR
@@ -549,7 +513,7 @@ public:
         }
         server_.emplace(real + "/uds-echo.sock", [this](int fd, const std::atomic<bool>& stop) {
             ++connections_;
-            echo_corrupting_at(fd, SIZE_MAX, stop);
+            echo_changing_byte(fd, SIZE_MAX, stop);
         });
         BOOST_REQUIRE(::chmod((real + "/uds-echo.sock").c_str(), 0777) == 0);
         BOOST_REQUIRE(::chown(real.c_str(), owner, owner) == 0);
@@ -575,17 +539,7 @@ private:
 
 // Root is needed to plant a directory for another uid and to run the client as that uid; the
 // machine's own socket or config file would change which paths the client tries.
-bool can_plant_directories() {
-    if (::geteuid() != 0) {
-        BOOST_TEST_MESSAGE("skipped: needs root to plant a directory for another user");
-        return false;
-    }
-    if (path_exists(uds_echo::system_config_path) || path_exists(uds_echo::system_socket_path)) {
-        BOOST_TEST_MESSAGE("skipped: this machine has its own uds-echo config or socket");
-        return false;
-    }
-    return true;
-}
+const RootOnly can_plant{"to plant a directory for another user and run the client as that user"};
 
 // The client skips the planted directory, says why, tries the system path and names both.
 void check_skipped(const PlantedDirectory& planted, const RunResult& result,
@@ -596,9 +550,8 @@ void check_skipped(const PlantedDirectory& planted, const RunResult& result,
     BOOST_TEST(planted.connections() == 0, "the client connected through " << planted.path());
 }
 
-BOOST_AUTO_TEST_CASE(a_private_tmp_directory_of_our_own_is_used) {
-    if (!can_plant_directories())
-        return;
+BOOST_AUTO_TEST_CASE(a_private_tmp_directory_of_our_own_is_used,
+                     *utf::precondition(can_plant) * utf::precondition(no_system_uds_echo)) {
     const uid_t user = unused_uid();
     PlantedDirectory planted(user, user, 0700, false);
     const auto result = run_client_as(user, {"hello"});
@@ -606,25 +559,22 @@ BOOST_AUTO_TEST_CASE(a_private_tmp_directory_of_our_own_is_used) {
     BOOST_TEST(planted.connections() == 1);
 }
 
-BOOST_AUTO_TEST_CASE(a_tmp_directory_owned_by_someone_else_is_skipped) {
-    if (!can_plant_directories())
-        return;
+BOOST_AUTO_TEST_CASE(a_tmp_directory_owned_by_someone_else_is_skipped,
+                     *utf::precondition(can_plant) * utf::precondition(no_system_uds_echo)) {
     const uid_t user = unused_uid();
     PlantedDirectory planted(user, 0, 0777, false);
     check_skipped(planted, run_client_as(user, {"secret"}), "owned by uid 0");
 }
 
-BOOST_AUTO_TEST_CASE(a_tmp_directory_open_to_others_is_skipped) {
-    if (!can_plant_directories())
-        return;
+BOOST_AUTO_TEST_CASE(a_tmp_directory_open_to_others_is_skipped,
+                     *utf::precondition(can_plant) * utf::precondition(no_system_uds_echo)) {
     const uid_t user = unused_uid();
     PlantedDirectory planted(user, user, 0777, false);
     check_skipped(planted, run_client_as(user, {"secret"}), "mode 0777");
 }
 
-BOOST_AUTO_TEST_CASE(a_tmp_directory_that_is_a_symlink_is_skipped) {
-    if (!can_plant_directories())
-        return;
+BOOST_AUTO_TEST_CASE(a_tmp_directory_that_is_a_symlink_is_skipped,
+                     *utf::precondition(can_plant) * utf::precondition(no_system_uds_echo)) {
     const uid_t user = unused_uid();
     PlantedDirectory planted(user, user, 0700, true);
     check_skipped(planted, run_client_as(user, {"secret"}), "symlink");

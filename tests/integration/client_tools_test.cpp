@@ -5,6 +5,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include "fake_server.hpp"
+#include "fixtures.hpp"
 #include "process.hpp"
 
 #include <boost/property_tree/json_parser.hpp>
@@ -33,16 +34,6 @@
 using namespace uds_echo::test;
 
 namespace {
-
-// Long enough for a loaded machine, short enough that a hang fails fast.
-constexpr auto run_limit = 15s;
-
-RunResult run_client(const std::vector<std::string>& args, ProcessOptions options = {}) {
-    options.argv = {client_binary()};
-    options.argv.insert(options.argv.end(), args.begin(), args.end());
-    options.environment["UDS_ECHO_SOCKET"] = std::nullopt;
-    return run(options, run_limit);
-}
 
 void check_exit(const RunResult& result, int code) {
     BOOST_TEST(result.status.exited_with(code), "exit " << result.status << ", expected " << code
@@ -105,22 +96,6 @@ FakeServer::Behaviour echo_then_close(std::size_t budget) {
     };
 }
 
-// Echoes every connection's stream, with the byte at stream offset `offset` changed.
-FakeServer::Behaviour echo_corrupting_at(std::size_t offset) {
-    return [offset](int fd, const Stopping& stopping) {
-        std::size_t position = 0;
-        for (;;) {
-            std::string data = receive_some(fd, stopping);
-            if (data.empty())
-                return;
-            if (offset >= position && offset < position + data.size())
-                data[offset - position] ^= 0x01;
-            position += data.size();
-            send_quietly(fd, data);
-        }
-    };
-}
-
 // Writes to the master side of a pseudo-terminal (not a socket: write_all() uses send()).
 void type_into(int terminal, std::string_view text) {
     while (!text.empty()) {
@@ -131,11 +106,6 @@ void type_into(int terminal, std::string_view text) {
         text.remove_prefix(static_cast<std::size_t>(count));
     }
 }
-
-struct DaemonFixture {
-    TempDir dir;
-    Daemon daemon = start_daemon(dir);
-};
 
 struct FakeFixture {
     TempDir dir;
@@ -291,10 +261,10 @@ BOOST_FIXTURE_TEST_CASE(bench_churn_reports_a_missing_daemon, FakeFixture) {
 
 BOOST_FIXTURE_TEST_CASE(a_terminal_gets_the_line_mode, DaemonFixture) {
     // The client's stdin is a pseudo-terminal; its stdout stays a file.
-    Fd master(::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC));
+    FileDescriptor master(::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC));
     BOOST_REQUIRE(master.valid());
     BOOST_REQUIRE(::grantpt(master.get()) == 0 && ::unlockpt(master.get()) == 0);
-    Fd terminal(::open(::ptsname(master.get()), O_RDWR | O_NOCTTY | O_CLOEXEC));
+    FileDescriptor terminal(::open(::ptsname(master.get()), O_RDWR | O_NOCTTY | O_CLOEXEC));
     BOOST_REQUIRE(terminal.valid());
     ProcessOptions options;
     options.argv = {client_binary(), "-s", daemon.socket};

@@ -60,28 +60,27 @@ std::set<std::string> daemon(const std::vector<std::string>& words) {
     return offers("daemon/bash-completion/uds-echod", "_uds_echod", line);
 }
 
-bool available() {
-    if (fs::exists(bash_completion))
-        return true;
-    BOOST_TEST_MESSAGE("skipped: " << bash_completion << " is missing (package bash-completion)");
-    return false;
+// The precondition of every test here: Boost.Test reports them skipped without it.
+boost::test_tools::assertion_result have_bash_completion(boost::unit_test::test_unit_id) {
+    boost::test_tools::assertion_result result(fs::exists(bash_completion));
+    if (!result)
+        result.message() << "skipped: " << bash_completion
+                         << " is missing (package bash-completion)";
+    return result;
 }
 
 using Offers = std::set<std::string>;
 
 } // namespace
 
-BOOST_AUTO_TEST_CASE(client_subcommands) {
-    if (!available())
-        return;
+BOOST_AUTO_TEST_CASE(client_subcommands, *boost::unit_test::precondition(have_bash_completion)) {
     BOOST_TEST((client({""}) == Offers{"bench", "help", "ping"}));
     BOOST_TEST((client({"help", ""}) == Offers{"bench", "ping"}));
     BOOST_TEST(client({"ping", ""}).empty());
 }
 
-BOOST_AUTO_TEST_CASE(client_options_of_each_form) {
-    if (!available())
-        return;
+BOOST_AUTO_TEST_CASE(client_options_of_each_form,
+                     *boost::unit_test::precondition(have_bash_completion)) {
     BOOST_TEST((client({"--s"}) == Offers{"--socket"}));
     BOOST_TEST((client({"ping", "--c"}) == Offers{"--count"}));
     BOOST_TEST((client({"bench", "--c"}) == Offers{"--churn", "--connections"}));
@@ -92,9 +91,8 @@ BOOST_AUTO_TEST_CASE(client_options_of_each_form) {
     BOOST_TEST(client({"ping", "--size", ""}).empty());
 }
 
-BOOST_AUTO_TEST_CASE(daemon_options_and_values) {
-    if (!available())
-        return;
+BOOST_AUTO_TEST_CASE(daemon_options_and_values,
+                     *boost::unit_test::precondition(have_bash_completion)) {
     BOOST_TEST((daemon({"--max-c"}) == Offers{"--max-connections", "--max-connections-per-uid"}));
     BOOST_TEST((daemon({"--log-l"}) == Offers{"--log-level"}));
     BOOST_TEST(

@@ -271,11 +271,11 @@ BOOST_AUTO_TEST_CASE(json_log_has_the_peer_as_fields_and_each_connection_s_end) 
         start_daemon(dir, DaemonOptions::with_args({"--log-level", "debug", "--log-format", "json",
                                                     "--idle-timeout", "1"}));
     {
-        Fd client = connect_unix(daemon.socket);
+        FileDescriptor client = connect_unix(daemon.socket);
         write_all(client.get(), "0123456789");
         BOOST_TEST(read_exact(client.get(), 10) == "0123456789");
     }
-    Fd idle = connect_unix(daemon.socket);
+    FileDescriptor idle = connect_unix(daemon.socket);
     BOOST_TEST(wait_until([&] { return contains(daemon.process.stderr_text(), "idleness"); }, 10s),
                "stderr: " << daemon.process.stderr_text());
     BOOST_TEST(stop_daemon(daemon).exited_with(0));

@@ -2,6 +2,7 @@
 #define BOOST_TEST_MODULE integration_echo
 #include <boost/test/unit_test.hpp>
 
+#include "fixtures.hpp"
 #include "process.hpp"
 
 #include <sys/socket.h>
@@ -37,25 +38,13 @@ std::size_t settled_fd_count(pid_t pid) {
     return current;
 }
 
-// A daemon in its own temp dir, for each test case.
-struct DaemonFixture {
-    TempDir dir;
-    Daemon daemon = start_daemon(dir);
-
-    ~DaemonFixture() {
-        // A test that passed must not have killed the daemon on the way.
-        BOOST_CHECK_MESSAGE(daemon.process.running(),
-                            "uds-echod ended during the test: "
-                                << (daemon.process.status() ? daemon.process.status()->describe()
-                                                            : std::string("?"))
-                                << "; stderr: " << daemon.process.stderr_text());
-    }
-
+// The shared fixture, and what these tests ask of its daemon.
+struct EchoFixture : DaemonFixture {
     // Worker event loops may create their descriptors (epoll, timerfd, eventfd) lazily, at their
     // first connection: serve enough simultaneous connections to wake every worker before a
     // baseline descriptor count is taken.
     void wake_every_worker() {
-        std::vector<Fd> connections;
+        std::vector<FileDescriptor> connections;
         for (int i = 0; i < 32; ++i)
             connections.push_back(connect_unix(daemon.socket));
         for (auto& fd : connections) {
@@ -76,13 +65,6 @@ struct DaemonFixture {
     }
 };
 
-void check_same(const std::string& echoed, const std::string& sent) {
-    auto difference = first_difference(echoed, sent);
-    BOOST_TEST(!difference.has_value(), "echo differs at byte "
-                                            << difference.value_or(0) << " (sent " << sent.size()
-                                            << " bytes, got " << echoed.size() << ")");
-}
-
 // Writes with MSG_DONTWAIT until the socket buffer is full; returns the bytes written.
 std::size_t fill_without_blocking(int fd, const std::string& chunk) {
     std::size_t written = 0;
@@ -100,7 +82,7 @@ std::size_t fill_without_blocking(int fd, const std::string& chunk) {
 
 } // namespace
 
-BOOST_FIXTURE_TEST_SUITE(echo, DaemonFixture)
+BOOST_FIXTURE_TEST_SUITE(echo, EchoFixture)
 
 BOOST_AUTO_TEST_CASE(binary_data_with_nul_bytes_comes_back_unchanged) {
     std::string data;
@@ -109,7 +91,7 @@ BOOST_AUTO_TEST_CASE(binary_data_with_nul_bytes_comes_back_unchanged) {
             data += static_cast<char>(value);
     data += std::string(100, '\0');
 
-    Fd fd = connect_unix(daemon.socket);
+    FileDescriptor fd = connect_unix(daemon.socket);
     write_all(fd.get(), data);
     std::string echoed = read_exact(fd.get(), data.size());
     check_same(echoed, data);
@@ -120,7 +102,7 @@ BOOST_AUTO_TEST_CASE(binary_data_with_nul_bytes_comes_back_unchanged) {
 }
 
 BOOST_AUTO_TEST_CASE(a_single_byte_comes_back) {
-    Fd fd = connect_unix(daemon.socket);
+    FileDescriptor fd = connect_unix(daemon.socket);
     write_all(fd.get(), "x");
     BOOST_TEST(read_exact(fd.get(), 1) == "x");
     write_all(fd.get(), std::string(1, '\0'));
@@ -134,7 +116,7 @@ BOOST_AUTO_TEST_CASE(every_message_size_around_the_sessions_own_buffer) {
     // frame and continues a longer message in a pooled buffer: sizes on both sides of that edge,
     // one message at a time on one connection, then each size alone followed by end of file (the
     // pooled read meets the end).
-    Fd fd = connect_unix(daemon.socket);
+    FileDescriptor fd = connect_unix(daemon.socket);
     for (std::size_t size = 1; size <= 400; ++size) {
         const std::string message = random_bytes(size, size);
         write_all(fd.get(), message);
@@ -142,7 +124,7 @@ BOOST_AUTO_TEST_CASE(every_message_size_around_the_sessions_own_buffer) {
     }
     for (std::size_t size : {95u, 96u, 97u, 191u, 192u, 193u}) {
         const std::string message = random_bytes(size, size + 1000);
-        Fd single = connect_unix(daemon.socket);
+        FileDescriptor single = connect_unix(daemon.socket);
         write_all(single.get(), message);
         shutdown_write(single.get());
         check_same(read_until_eof(single.get()), message);
@@ -160,7 +142,7 @@ BOOST_AUTO_TEST_CASE(two_hundred_concurrent_clients_get_their_own_data) {
     std::size_t baseline = baseline_fd_count();
 
     // All connections are open at the same time before anyone sends.
-    std::vector<Fd> connections;
+    std::vector<FileDescriptor> connections;
     for (std::size_t i = 0; i < clients; ++i)
         connections.push_back(connect_unix(daemon.socket));
 
@@ -213,14 +195,14 @@ BOOST_AUTO_TEST_CASE(two_hundred_concurrent_clients_get_their_own_data) {
 
 BOOST_AUTO_TEST_CASE(half_close_returns_everything_then_eof) {
     const std::string data = random_bytes(64 * 1024, 7);
-    Fd fd = connect_unix(daemon.socket);
+    FileDescriptor fd = connect_unix(daemon.socket);
     write_all(fd.get(), data);
     shutdown_write(fd.get());
     check_same(read_until_eof(fd.get()), data);
 }
 
 BOOST_AUTO_TEST_CASE(half_close_without_data_gives_eof) {
-    Fd fd = connect_unix(daemon.socket);
+    FileDescriptor fd = connect_unix(daemon.socket);
     shutdown_write(fd.get());
     BOOST_TEST(read_until_eof(fd.get()).empty());
 }
@@ -228,7 +210,7 @@ BOOST_AUTO_TEST_CASE(half_close_without_data_gives_eof) {
 BOOST_AUTO_TEST_CASE(half_close_after_partial_reads) {
     // The client reads some of the echo, then half-closes with more still in flight.
     const std::string data = random_bytes(256 * 1024, 8);
-    Fd fd = connect_unix(daemon.socket);
+    FileDescriptor fd = connect_unix(daemon.socket);
     write_all(fd.get(), std::string_view(data).substr(0, 1000));
     std::string echoed = read_exact(fd.get(), 1000);
     std::thread writer([&] {
@@ -247,7 +229,7 @@ BOOST_AUTO_TEST_CASE(a_client_that_does_not_read_is_slowed_not_buffered) {
     pid_t pid = daemon.process.pid();
     std::size_t rss_before = resident_bytes(pid);
 
-    Fd fd = connect_unix(daemon.socket, 120s);
+    FileDescriptor fd = connect_unix(daemon.socket, 120s);
     ChunkedWriter writer(fd.get(), total, chunk_size);
 
     // The writer must stall: nothing is read, so the daemon can only stop reading. The count of
@@ -297,7 +279,7 @@ BOOST_AUTO_TEST_CASE(clients_resetting_mid_transfer_leave_nothing_behind) {
     const std::string chunk = random_bytes(64 * 1024, 3);
 
     for (int round = 0; round < 150; ++round) {
-        Fd fd = connect_unix(daemon.socket);
+        FileDescriptor fd = connect_unix(daemon.socket);
         switch (round % 3) {
         case 0: // reset right after sending: the daemon is reading or echoing
             write_all(fd.get(), std::string_view(chunk).substr(0, 4096));
@@ -340,7 +322,7 @@ BOOST_AUTO_TEST_CASE(connections_spread_over_every_worker_and_drain_from_all) {
     TempDir dir;
     Daemon daemon =
         start_daemon(dir, DaemonOptions::with_args({"--threads", "3", "--log-level", "debug"}));
-    std::vector<Fd> connections;
+    std::vector<FileDescriptor> connections;
     for (int i = 0; i < 30; ++i) {
         connections.push_back(connect_unix(daemon.socket));
         write_all(connections.back().get(), "x");

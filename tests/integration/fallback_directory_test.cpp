@@ -7,8 +7,8 @@
 #define BOOST_TEST_MODULE integration_fallback_directory
 #include <boost/test/unit_test.hpp>
 
+#include "preconditions.hpp"
 #include "process.hpp"
-#include "root_only.hpp"
 
 #include <sys/stat.h>
 #include <unistd.h>

@@ -4,6 +4,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include "process.hpp"
+#include "streaming_clients.hpp"
 
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -25,116 +26,6 @@ using namespace uds_echo::test;
 namespace {
 
 BOOST_TEST_GLOBAL_FIXTURE(RaiseDescriptorLimit);
-
-// The byte stream of one client: byte i is pattern[(i + offset) % size], where the pattern is
-// shared and the offset is the client's own, so every client's stream is different.
-const std::string& pattern() {
-    static const std::string bytes = random_bytes(1024 * 1024 + 7, 2024);
-    return bytes;
-}
-
-// A full-duplex client: a writer thread sends the stream in chunks of varying size without
-// waiting for echoes, a reader thread reads and checks the echo as it comes. stop() makes the
-// writer half-close after its current chunk; the reader then reads to EOF.
-class DuplexClient {
-public:
-    DuplexClient(const std::string& socket, std::size_t index)
-        : fd_(connect_unix(socket, 20s))
-        , offset_(index * 7919) {
-        writer_ = std::thread([this] { write_loop(); });
-        reader_ = std::thread([this] { read_loop(); });
-    }
-    ~DuplexClient() {
-        stop_ = true;
-        ::shutdown(fd_.get(), SHUT_RDWR);
-        if (writer_.joinable())
-            writer_.join();
-        if (reader_.joinable())
-            reader_.join();
-    }
-
-    std::size_t written() const { return written_.load(); }
-    std::size_t echoed() const { return read_.load(); }
-    void stop() { stop_ = true; }
-    // Empty on success: everything written came back, identical, then EOF.
-    std::string join() {
-        stop_ = true;
-        writer_.join();
-        reader_.join();
-        if (error_.empty() && read_ != written_)
-            error_ = "wrote " + std::to_string(written_.load()) + " bytes, got " +
-                     std::to_string(read_.load()) + " back";
-        return error_;
-    }
-
-private:
-    void write_loop() {
-        const auto& bytes = pattern();
-        std::size_t chunk = 1000;
-        try {
-            while (!stop_) {
-                const std::size_t start = (written_ + offset_) % bytes.size();
-                const std::size_t size = std::min(chunk, bytes.size() - start);
-                write_all(fd_.get(), std::string_view(bytes).substr(start, size));
-                written_ += size;
-                chunk = chunk * 3 % 65521 + 1; // 1 byte to 64 KiB
-            }
-            shutdown_write(fd_.get());
-        } catch (const std::exception& error) {
-            set_error(std::string("writer: ") + error.what());
-            ::shutdown(fd_.get(), SHUT_RDWR);
-        }
-    }
-
-    void read_loop() {
-        const auto& bytes = pattern();
-        std::string buffer(64 * 1024, '\0');
-        for (;;) {
-            ssize_t n = ::recv(fd_.get(), buffer.data(), buffer.size(), 0);
-            if (n == 0)
-                return;
-            if (n < 0) {
-                if (errno == EINTR)
-                    continue;
-                set_error(std::string("reader: ") + std::strerror(errno) + " after " +
-                          std::to_string(read_.load()) + " bytes");
-                return;
-            }
-            for (ssize_t i = 0; i < n; ++i) {
-                const std::size_t position = read_ + static_cast<std::size_t>(i);
-                if (buffer[static_cast<std::size_t>(i)] !=
-                    bytes[(position + offset_) % bytes.size()]) {
-                    set_error("echo differs at byte " + std::to_string(position));
-                    return;
-                }
-            }
-            read_ += static_cast<std::size_t>(n);
-        }
-    }
-
-    // Called by both threads: the first error is kept.
-    void set_error(const std::string& error) {
-        const std::lock_guard lock(error_mutex_);
-        if (error_.empty())
-            error_ = error;
-    }
-
-    Fd fd_;
-    std::size_t offset_;
-    std::atomic<bool> stop_{false};
-    std::atomic<std::size_t> written_{0};
-    std::atomic<std::size_t> read_{0};
-    std::mutex error_mutex_;
-    std::string error_; // written under error_mutex_; join() reads it once both threads ended
-    std::thread writer_;
-    std::thread reader_;
-};
-
-std::string lower(std::string text) {
-    for (char& c : text)
-        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return text;
-}
 
 // A line that says `count` connections were cut or closed by force.
 bool logs_cut_count(const std::string& log, std::size_t count) {
@@ -166,38 +57,23 @@ BOOST_AUTO_TEST_CASE(sigterm_under_full_load_echoes_every_byte_and_exits_0) {
     TempDir dir;
     Daemon daemon =
         start_daemon(dir, DaemonOptions::with_args({"--threads", "2", "--shutdown-timeout", "5"}));
-    std::vector<std::unique_ptr<DuplexClient>> clients;
-    for (std::size_t i = 0; i < client_count; ++i)
-        clients.push_back(std::make_unique<DuplexClient>(daemon.socket, i));
-    auto all_moved_past = [&](const std::vector<std::size_t>& marks) {
-        for (std::size_t i = 0; i < clients.size(); ++i)
-            if (clients[i]->echoed() <= marks[i])
-                return false;
-        return true;
-    };
-    BOOST_REQUIRE_MESSAGE(
-        wait_until(
-            [&] { return all_moved_past(std::vector<std::size_t>(client_count, 256 * 1024)); },
-            15s),
-        "not every client got its stream going");
+    StreamingClients clients(daemon.socket, client_count);
+    BOOST_REQUIRE_MESSAGE(wait_until([&] { return clients.least_received() > 256 * 1024; }, 15s),
+                          "not every client got its stream going");
 
     // Bytes are in flight in both directions when the signal arrives.
     daemon.process.signal(SIGTERM);
     const auto signalled = Clock::now();
-    std::vector<std::size_t> at_signal;
-    for (const auto& client : clients)
-        at_signal.push_back(client->echoed());
-    BOOST_TEST(wait_until([&] { return all_moved_past(at_signal); }, 3s),
+    const auto at_signal = clients.received();
+    BOOST_TEST(wait_until([&] { return clients.each_received_more_than(at_signal); }, 3s),
                "sessions stopped echoing after SIGTERM");
 
-    std::size_t total = 0;
-    for (auto& client : clients)
-        client->stop();
-    for (std::size_t i = 0; i < clients.size(); ++i) {
-        const std::string error = clients[i]->join();
-        BOOST_TEST(error.empty(), "client " << i << ": " << error);
-        total += clients[i]->echoed();
-    }
+    const auto errors = clients.finish();
+    BOOST_TEST(errors.empty(), (errors.empty() ? "" : errors.front())
+                                   << " and " << errors.size() - 1 << " more");
+    std::uint64_t total = 0;
+    for (const auto received : clients.received())
+        total += received;
     BOOST_TEST_MESSAGE(total << " bytes echoed to " << client_count << " clients");
 
     auto status = daemon.process.wait_for_exit(6s);
@@ -215,7 +91,7 @@ BOOST_AUTO_TEST_CASE(sigterm_under_full_load_echoes_every_byte_and_exits_0) {
 BOOST_AUTO_TEST_CASE(a_second_sigterm_forces_the_close_and_logs_the_cut_count) {
     TempDir dir;
     Daemon daemon = start_daemon(dir, DaemonOptions::with_args({"--shutdown-timeout", "60"}));
-    std::vector<Fd> stubborn;
+    std::vector<FileDescriptor> stubborn;
     for (int i = 0; i < 3; ++i) {
         stubborn.push_back(connect_unix(daemon.socket, 10s));
         write_all(stubborn.back().get(), "hold");
@@ -251,7 +127,7 @@ BOOST_AUTO_TEST_CASE(clients_vanishing_during_shutdown_do_not_crash_the_daemon) 
     Daemon daemon =
         start_daemon(dir, DaemonOptions::with_args({"--threads", "2", "--shutdown-timeout", "20"}));
     const std::string chunk = random_bytes(256 * 1024, 11);
-    std::vector<Fd> clients;
+    std::vector<FileDescriptor> clients;
     for (int i = 0; i < 60; ++i) {
         clients.push_back(connect_unix(daemon.socket, 10s));
         int fd = clients.back().get();
@@ -305,27 +181,17 @@ BOOST_AUTO_TEST_CASE(clients_leaving_as_the_shutdown_timeout_cuts_them) {
     TempDir dir;
     Daemon daemon =
         start_daemon(dir, DaemonOptions::with_args({"--threads", "2", "--shutdown-timeout", "1"}));
-    std::vector<std::unique_ptr<DuplexClient>> clients;
-    for (std::size_t i = 0; i < 20; ++i)
-        clients.push_back(std::make_unique<DuplexClient>(daemon.socket, i));
-    BOOST_REQUIRE(wait_until(
-        [&] {
-            for (const auto& client : clients)
-                if (client->echoed() < 64 * 1024)
-                    return false;
-            return true;
-        },
-        10s));
+    StreamingClients clients(daemon.socket, 20);
+    BOOST_REQUIRE(wait_until([&] { return clients.least_received() >= 64 * 1024; }, 10s));
     daemon.process.signal(SIGTERM);
     // The clients never stop on their own: the timeout cuts them; some are destroyed (closed)
     // right around it.
     BOOST_TEST(!wait_until([&] { return !daemon.process.running(); }, 800ms, 50ms),
                "exited before the shutdown timeout");
-    for (std::size_t i = 0; i < clients.size(); i += 2)
-        clients[i].reset();
+    for (std::size_t i = 0; i < 20; i += 2)
+        clients.close(i);
     auto status = daemon.process.wait_for_exit(10s);
     BOOST_REQUIRE_MESSAGE(status.has_value(), "stderr: " << daemon.process.stderr_text());
     BOOST_TEST(status->exited_with(0), *status << "; stderr: " << daemon.process.stderr_text());
-    clients.clear();
     BOOST_TEST(log_is_clean(daemon.process.stderr_text()), daemon.process.stderr_text());
 }

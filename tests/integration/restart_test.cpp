@@ -7,6 +7,7 @@
 
 #include "daemon/handover.hpp"
 #include "process.hpp"
+#include "streaming_clients.hpp"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -32,27 +33,10 @@ namespace {
 
 constexpr const char* listener_name = "uds-echo.socket";
 
-sockaddr_un address_of(const std::string& path) {
-    sockaddr_un address{};
-    address.sun_family = AF_UNIX;
-    std::strncpy(address.sun_path, path.c_str(), sizeof address.sun_path - 1);
-    return address;
-}
-
-// The listening socket systemd's .socket unit would own: it outlives every daemon of a test.
-Fd listen_at(const std::string& path) {
-    Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    const auto address = address_of(path);
-    if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0 ||
-        ::listen(fd.get(), SOMAXCONN) != 0)
-        throw std::runtime_error("cannot listen at " + path + ": " + std::strerror(errno));
-    return fd;
-}
-
 // A stored descriptor and the name it was stored under.
 struct Stored {
     std::string name;
-    Fd fd;
+    FileDescriptor fd;
 };
 
 // The receiving end of $NOTIFY_SOCKET, keeping what FDSTORE=1 messages bring, as systemd does.
@@ -60,12 +44,10 @@ class FakeStore {
 public:
     explicit FakeStore(std::string path)
         : path_(std::move(path))
-        , fd_(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)) {
-        const auto address = address_of(path_);
+        , fd_(bind_unix(path_, SOCK_DGRAM)) {
         const int on = 1;
-        if (::bind(fd_.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0 ||
-            ::setsockopt(fd_.get(), SOL_SOCKET, SO_PASSCRED, &on, sizeof on) != 0)
-            throw std::runtime_error("cannot bind " + path_ + ": " + std::strerror(errno));
+        if (::setsockopt(fd_.get(), SOL_SOCKET, SO_PASSCRED, &on, sizeof on) != 0)
+            throw std::runtime_error("SO_PASSCRED: " + std::string(std::strerror(errno)));
         // Read all the time, as systemd does: a sender whose datagrams are not read blocks in
         // sd_notify once the socket's queue is full (net.unix.max_dgram_qlen).
         reader_ = std::thread([this] {
@@ -105,7 +87,7 @@ public:
             // Not a Boost.Test assertion: this may run on the reader thread.
             if ((message.msg_flags & (MSG_CTRUNC | MSG_TRUNC)) != 0)
                 history_.push_back("truncated message");
-            std::vector<Fd> fds;
+            std::vector<FileDescriptor> fds;
             for (auto* header = CMSG_FIRSTHDR(&message); header != nullptr;
                  header = CMSG_NXTHDR(&message, header)) {
                 if (header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS)
@@ -150,7 +132,7 @@ public:
 
 private:
     std::string path_;
-    Fd fd_;
+    FileDescriptor fd_;
     std::vector<Stored> stored_;
     std::vector<std::string> history_;
     std::mutex mutex_;
@@ -159,7 +141,7 @@ private:
 };
 
 // A daemon serving `listener` (at `socket`) plus the `passed` descriptors.
-Daemon start_with(const TempDir& dir, const Fd& listener, const std::string& socket,
+Daemon start_with(const TempDir& dir, const FileDescriptor& listener, const std::string& socket,
                   const std::vector<Stored>& passed, std::vector<std::string> args = {},
                   Environment environment = {}, bool wait_ready = true) {
     auto options = DaemonOptions::at(socket, std::move(args));
@@ -181,7 +163,7 @@ Daemon start_with(const TempDir& dir, const Fd& listener, const std::string& soc
 struct Service {
     TempDir dir;
     std::string socket = dir.file("s.sock");
-    Fd listener = listen_at(socket);
+    FileDescriptor listener = listen_unix(socket);
     FakeStore store{dir.file("notify.sock")};
 
     Daemon start(const std::vector<Stored>& passed = {}, std::vector<std::string> args = {},
@@ -200,9 +182,9 @@ struct Service {
 };
 
 // `count` connections, each of which has had `message` echoed.
-std::vector<Fd> clients_that_echoed(const std::string& socket, int count,
-                                    const std::string& message) {
-    std::vector<Fd> clients;
+std::vector<FileDescriptor> clients_that_echoed(const std::string& socket, int count,
+                                                const std::string& message) {
+    std::vector<FileDescriptor> clients;
     for (int i = 0; i < count; ++i) {
         clients.push_back(connect_unix(socket, 20s));
         write_all(clients.back().get(), message);
@@ -222,158 +204,9 @@ bool logged(Daemon& daemon, const std::string& text) {
     return daemon.process.stderr_text().find(text) != std::string::npos;
 }
 
-// Clients streaming verified data, pumped by a thread of their own so that they keep sending and
-// reading while the test restarts the daemon. Each sends a pattern of its own over and over, with
-// at most `window` bytes not yet echoed, and checks every byte that comes back.
-class Streams {
-public:
-    Streams(const std::string& socket, std::size_t count) {
-        for (std::size_t i = 0; i < count; ++i) {
-            Client client;
-            client.fd = connect_unix(socket);
-            ::fcntl(client.fd.get(), F_SETFL, O_NONBLOCK);
-            client.pattern = random_bytes(pattern_size + i, i);
-            clients_.push_back(std::move(client));
-        }
-        pump_ = std::thread([this] { pump(); });
-    }
-    Streams(const Streams&) = delete;
-    Streams& operator=(const Streams&) = delete;
-    ~Streams() { stop(); }
-
-    // The fewest bytes any client has had back.
-    std::uint64_t least_received() {
-        std::lock_guard lock(mutex_);
-        std::uint64_t least = UINT64_MAX;
-        for (const auto& client : clients_)
-            least = std::min(least, client.received);
-        return least;
-    }
-
-    // Stops sending; then each client half-closes and reads the rest until the end of file.
-    // Returns the errors seen (empty when every byte came back once, in order, then EOF).
-    std::vector<std::string> finish() {
-        stop();
-        std::vector<std::string> errors;
-        for (std::size_t i = 0; i < clients_.size(); ++i) {
-            auto& client = clients_[i];
-            if (client.error.empty()) {
-                ::fcntl(client.fd.get(), F_SETFL, 0);
-                set_io_timeout(client.fd.get(), 20s);
-                shutdown_write(client.fd.get());
-                try {
-                    check(client, read_until_eof(client.fd.get()));
-                } catch (const std::exception& error) {
-                    client.error = error.what();
-                }
-                if (client.error.empty() && client.received != client.sent)
-                    client.error = "sent " + std::to_string(client.sent) + " bytes, got back " +
-                                   std::to_string(client.received);
-            }
-            if (!client.error.empty())
-                errors.push_back("client " + std::to_string(i) + ": " + client.error);
-        }
-        return errors;
-    }
-
-    // The longest time any client waited for its next echoed bytes.
-    std::chrono::milliseconds longest_pause() {
-        std::lock_guard lock(mutex_);
-        return longest_pause_;
-    }
-
-private:
-    static constexpr std::size_t pattern_size = 65536;
-    static constexpr std::uint64_t window = 32768;
-
-    struct Client {
-        Fd fd;
-        std::string pattern;
-        std::uint64_t sent = 0;
-        std::uint64_t received = 0;
-        std::string error;
-    };
-
-    void stop() {
-        stopping_ = true;
-        if (pump_.joinable())
-            pump_.join();
-    }
-
-    // Checks `data`, the next bytes `client` got back, against what it sent.
-    static void check(Client& client, std::string_view data) {
-        for (std::size_t i = 0; i < data.size() && client.error.empty(); ++i) {
-            if (client.received + i >= client.sent)
-                client.error = "more bytes back than sent";
-            else if (data[i] != client.pattern[(client.received + i) % client.pattern.size()])
-                client.error = "byte " + std::to_string(client.received + i) + " differs";
-        }
-        client.received += data.size();
-    }
-
-    void pump() {
-        std::vector<pollfd> polled(clients_.size());
-        auto last_echo = Clock::now();
-        char buffer[16384];
-        while (!stopping_) {
-            for (std::size_t i = 0; i < clients_.size(); ++i) {
-                const auto& client = clients_[i];
-                const bool may_send =
-                    client.error.empty() && client.sent - client.received < window;
-                polled[i] = {client.error.empty() ? client.fd.get() : -1,
-                             static_cast<short>(POLLIN | (may_send ? POLLOUT : 0)), 0};
-            }
-            if (::poll(polled.data(), polled.size(), 50) <= 0)
-                continue;
-            std::lock_guard lock(mutex_);
-            bool echoed = false;
-            for (std::size_t i = 0; i < clients_.size(); ++i) {
-                auto& client = clients_[i];
-                if (polled[i].revents & POLLOUT) {
-                    const auto offset = client.sent % client.pattern.size();
-                    const auto size =
-                        std::min<std::uint64_t>({sizeof buffer, client.pattern.size() - offset,
-                                                 window - (client.sent - client.received)});
-                    const auto sent = ::send(client.fd.get(), client.pattern.data() + offset, size,
-                                             MSG_NOSIGNAL | MSG_DONTWAIT);
-                    if (sent > 0)
-                        client.sent += static_cast<std::uint64_t>(sent);
-                    else if (sent < 0 && errno != EAGAIN)
-                        client.error = std::string("send: ") + std::strerror(errno);
-                }
-                if (polled[i].revents & (POLLIN | POLLHUP | POLLERR)) {
-                    const auto got = ::recv(client.fd.get(), buffer, sizeof buffer, MSG_DONTWAIT);
-                    if (got == 0)
-                        client.error = "end of file while streaming";
-                    else if (got < 0 && errno != EAGAIN)
-                        client.error = std::string("recv: ") + std::strerror(errno);
-                    else if (got > 0) {
-                        check(client, std::string_view(buffer, static_cast<std::size_t>(got)));
-                        echoed = true;
-                    }
-                }
-            }
-            // A pause is a time in which no client got anything back: all wait for the restart.
-            const auto now = Clock::now();
-            if (echoed) {
-                longest_pause_ = std::max(
-                    longest_pause_,
-                    std::chrono::duration_cast<std::chrono::milliseconds>(now - last_echo));
-                last_echo = now;
-            }
-        }
-    }
-
-    std::vector<Client> clients_;
-    std::mutex mutex_;
-    std::chrono::milliseconds longest_pause_{0};
-    std::atomic<bool> stopping_{false};
-    std::thread pump_;
-};
-
 // A sealed-free memory file holding `bytes`, to pass as a state.
-Fd memory_file(const std::string& bytes) {
-    Fd fd(::memfd_create("state", MFD_CLOEXEC));
+FileDescriptor memory_file(const std::string& bytes) {
+    FileDescriptor fd(::memfd_create("state", MFD_CLOEXEC));
     if (!bytes.empty() &&
         ::write(fd.get(), bytes.data(), bytes.size()) != static_cast<ssize_t>(bytes.size()))
         throw std::runtime_error("cannot write a memory file");
@@ -417,7 +250,7 @@ void hand_over(Daemon& old, FakeStore& store, std::size_t expected) {
 // they end, every byte, and `old` exits 0.
 void streams_through_a_drain(Daemon& old, const std::string& socket, int signal_number,
                              std::size_t count) {
-    Streams streams(socket, count);
+    StreamingClients streams(socket, count);
     BOOST_TEST_REQUIRE(wait_until([&] { return streams.least_received() >= 65536; }, 30s));
     old.process.signal(signal_number);
     BOOST_TEST(wait_until([&] { return logged(old, "draining " + std::to_string(count)); }, 10s),
@@ -439,7 +272,7 @@ std::chrono::milliseconds stream_through_restart(std::size_t count) {
     const auto& socket = service.socket;
     auto old = service.start();
 
-    Streams streams(socket, count);
+    StreamingClients streams(socket, count);
     BOOST_TEST_REQUIRE(wait_until([&] { return streams.least_received() >= 65536; }, 60s));
     hand_over(old, store, count);
     BOOST_TEST(store.count(uds_echo::daemon::state_fd_name) == 1u);
@@ -571,8 +404,8 @@ std::vector<Stored> handover_carrying(std::vector<int> fds) {
     if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ends) != 0)
         throw std::runtime_error("socketpair failed");
     std::vector<Stored> passed;
-    passed.push_back(Stored{uds_echo::daemon::connections_peer_fd_name, Fd(ends[0])});
-    passed.push_back(Stored{uds_echo::daemon::connections_fd_name, Fd(ends[1])});
+    passed.push_back(Stored{uds_echo::daemon::connections_peer_fd_name, FileDescriptor(ends[0])});
+    passed.push_back(Stored{uds_echo::daemon::connections_fd_name, FileDescriptor(ends[1])});
     passed.push_back(
         Stored{uds_echo::daemon::state_fd_name, memory_file(uds_echo::daemon::encode_state({}))});
     alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 8)]{};
@@ -602,13 +435,13 @@ BOOST_AUTO_TEST_CASE(a_descriptor_of_the_wrong_kind_is_closed) {
     const auto& socket = service.socket;
     int pipe_ends[2];
     BOOST_REQUIRE(::pipe2(pipe_ends, O_CLOEXEC) == 0);
-    Fd read_end(pipe_ends[0]);
-    Fd write_end(pipe_ends[1]);
-    Fd datagram(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    FileDescriptor read_end(pipe_ends[0]);
+    FileDescriptor write_end(pipe_ends[1]);
+    FileDescriptor datagram(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
     int pair[2];
     BOOST_REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) == 0);
-    Fd client(pair[0]);
-    Fd connection(pair[1]);
+    FileDescriptor client(pair[0]);
+    FileDescriptor connection(pair[1]);
     auto passed = handover_carrying({write_end.get(), datagram.get(), connection.get()});
     write_end.reset();
     connection.reset();
@@ -632,9 +465,9 @@ BOOST_AUTO_TEST_CASE(a_pipe_passed_as_the_socket_pair_is_closed) {
     Service service;
     int pipe_ends[2];
     BOOST_REQUIRE(::pipe2(pipe_ends, O_CLOEXEC) == 0);
-    Fd read_end(pipe_ends[0]);
+    FileDescriptor read_end(pipe_ends[0]);
     std::vector<Stored> passed;
-    passed.push_back(Stored{uds_echo::daemon::connections_fd_name, Fd(pipe_ends[1])});
+    passed.push_back(Stored{uds_echo::daemon::connections_fd_name, FileDescriptor(pipe_ends[1])});
     auto daemon = service.start(passed);
     passed.clear();
     BOOST_TEST(wait_readable(read_end.get(), 10s));

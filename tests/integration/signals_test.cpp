@@ -4,6 +4,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include "process.hpp"
+#include "streaming_clients.hpp"
 
 #include <sys/socket.h>
 
@@ -19,62 +20,6 @@
 using namespace uds_echo::test;
 
 namespace {
-
-// A client that streams blocks and reads each echo back, until told to finish; then it half-closes
-// and reads the rest. Everything runs in its own thread; results are checked by the test thread.
-class StreamingClient {
-public:
-    StreamingClient(const std::string& socket, std::uint64_t seed)
-        : fd_(connect_unix(socket))
-        , seed_(seed) {
-        thread_ = std::thread([this] { stream(); });
-    }
-    ~StreamingClient() {
-        finish_ = true;
-        if (thread_.joinable())
-            thread_.join();
-    }
-
-    std::size_t rounds() const { return rounds_.load(); }
-    void finish() { finish_ = true; }
-    // Waits for the thread; returns an empty string on success, else what went wrong.
-    std::string join() {
-        finish_ = true;
-        thread_.join();
-        return error_;
-    }
-
-private:
-    void stream() {
-        try {
-            std::size_t round = 0;
-            while (!finish_) {
-                const std::string block = random_bytes(32 * 1024, seed_ * 1000003 + round);
-                write_all(fd_.get(), block);
-                if (read_exact(fd_.get(), block.size()) != block)
-                    throw std::runtime_error("echo differs in round " + std::to_string(round));
-                rounds_ = ++round;
-            }
-            // A last block sent right before the half-close must come back too.
-            const std::string last = random_bytes(100 * 1024, seed_);
-            write_all(fd_.get(), last);
-            shutdown_write(fd_.get());
-            std::string rest = read_until_eof(fd_.get());
-            if (rest != last)
-                throw std::runtime_error("after the half-close got " + std::to_string(rest.size()) +
-                                         " bytes instead of " + std::to_string(last.size()));
-        } catch (const std::exception& error) {
-            error_ = error.what();
-        }
-    }
-
-    Fd fd_;
-    std::uint64_t seed_;
-    std::atomic<bool> finish_{false};
-    std::atomic<std::size_t> rounds_{0};
-    std::string error_;
-    std::thread thread_;
-};
 
 // True when `attempt` to connect now is not served: refused, or connected but neither echoed
 // nor kept open (data never comes back).
@@ -99,41 +44,24 @@ bool new_connection_is_not_served(const std::string& socket) {
 void check_graceful_shutdown(int signal_number) {
     TempDir dir;
     Daemon daemon = start_daemon(dir, DaemonOptions::with_args({"--shutdown-timeout", "10"}));
-    std::vector<std::unique_ptr<StreamingClient>> clients;
-    for (std::uint64_t i = 0; i < 4; ++i)
-        clients.push_back(std::make_unique<StreamingClient>(daemon.socket, i + 1));
+    StreamingClients clients(daemon.socket, 4);
     // Every client is in the middle of streaming when the signal arrives.
-    BOOST_REQUIRE(wait_until(
-        [&] {
-            for (const auto& client : clients)
-                if (client->rounds() < 3)
-                    return false;
-            return true;
-        },
-        10s));
+    BOOST_REQUIRE(wait_until([&] { return clients.least_received() >= 64 * 1024; }, 10s));
 
     daemon.process.signal(signal_number);
 
-    // The sessions keep echoing after the signal: every client completes more rounds.
-    std::vector<std::size_t> at_signal;
-    for (const auto& client : clients)
-        at_signal.push_back(client->rounds());
-    bool continued = wait_until(
-        [&] {
-            for (std::size_t i = 0; i < clients.size(); ++i)
-                if (clients[i]->rounds() < at_signal[i] + 20)
-                    return false;
-            return true;
-        },
-        5s);
-    BOOST_TEST(continued, "sessions stopped echoing after the signal");
+    // The sessions keep echoing after the signal: every client gets more back.
+    auto marks = clients.received();
+    for (auto& mark : marks)
+        mark += 256 * 1024;
+    BOOST_TEST(wait_until([&] { return clients.each_received_more_than(marks); }, 5s),
+               "sessions stopped echoing after the signal");
     BOOST_TEST(daemon.process.running());
 
+    // The bytes in flight at the half-close come back too.
     auto clients_closed = Clock::now();
-    for (std::size_t i = 0; i < clients.size(); ++i) {
-        std::string error = clients[i]->join();
-        BOOST_TEST(error.empty(), "client " << i << ": " << error);
-    }
+    const auto errors = clients.finish();
+    BOOST_TEST(errors.empty(), (errors.empty() ? "" : errors.front()));
 
     // With its clients gone, the daemon exits at once, long before the 10 s shutdown timeout.
     auto status = daemon.process.wait_for_exit(5s);
@@ -148,13 +76,11 @@ void check_graceful_shutdown(int signal_number) {
 bool mentions_cut_count(const std::string& text, int count) {
     const std::regex number("\\b" + std::to_string(count) + "\\b");
     for (const std::string& line : non_empty_lines(text)) {
-        std::string lower;
-        for (char c : line)
-            lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        const std::string low = lower(line);
         bool about_cutting =
-            lower.find("cut") != std::string::npos || lower.find("clos") != std::string::npos ||
-            lower.find("forc") != std::string::npos || lower.find("abort") != std::string::npos;
-        if (about_cutting && lower.find("timeout") != std::string::npos &&
+            low.find("cut") != std::string::npos || low.find("clos") != std::string::npos ||
+            low.find("forc") != std::string::npos || low.find("abort") != std::string::npos;
+        if (about_cutting && low.find("timeout") != std::string::npos &&
             std::regex_search(line, number))
             return true;
     }
@@ -179,7 +105,7 @@ BOOST_AUTO_TEST_CASE(sigint_drains_open_sessions_then_exits_0) {
 BOOST_AUTO_TEST_CASE(clients_that_never_close_are_cut_at_the_shutdown_timeout) {
     TempDir dir;
     Daemon daemon = start_daemon(dir, DaemonOptions::with_args({"--shutdown-timeout", "1"}));
-    std::vector<Fd> stubborn;
+    std::vector<FileDescriptor> stubborn;
     for (int i = 0; i < 2; ++i) {
         stubborn.push_back(connect_unix(daemon.socket));
         write_all(stubborn.back().get(), "hello");
@@ -209,7 +135,7 @@ BOOST_AUTO_TEST_CASE(no_new_connections_are_served_after_sigterm) {
     TempDir dir;
     Daemon daemon = start_daemon(dir, DaemonOptions::with_args({"--shutdown-timeout", "20"}));
     // An open session keeps the daemon draining meanwhile.
-    Fd kept = connect_unix(daemon.socket);
+    FileDescriptor kept = connect_unix(daemon.socket);
     write_all(kept.get(), "a");
     BOOST_REQUIRE(read_exact(kept.get(), 1) == "a");
 
@@ -235,7 +161,7 @@ BOOST_AUTO_TEST_CASE(sigpipe_never_kills_the_daemon) {
     Daemon daemon = start_daemon(dir);
     const std::string chunk = random_bytes(64 * 1024, 5);
     for (int round = 0; round < 30; ++round) {
-        Fd fd = connect_unix(daemon.socket);
+        FileDescriptor fd = connect_unix(daemon.socket);
         if (round % 2 == 0) {
             // The client stops reading for good: the daemon's next write fails with EPIPE.
             write_all(fd.get(), std::string_view(chunk).substr(0, 100));
@@ -264,7 +190,7 @@ BOOST_AUTO_TEST_CASE(sighup_with_a_broken_config_keeps_the_daemon_serving) {
     TempDir dir;
     std::string config = dir.write_file("d.conf", "log-level = info\nshutdown-timeout = 2\n");
     Daemon daemon = start_daemon(dir, DaemonOptions::with_args({"--config", config}));
-    Fd open_session = connect_unix(daemon.socket);
+    FileDescriptor open_session = connect_unix(daemon.socket);
     write_all(open_session.get(), "before");
     BOOST_REQUIRE(read_exact(open_session.get(), 6) == "before");
 

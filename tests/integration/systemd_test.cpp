@@ -28,13 +28,7 @@ class NotifySocket {
 public:
     explicit NotifySocket(std::string path)
         : path_(std::move(path))
-        , fd_(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)) {
-        sockaddr_un address{};
-        address.sun_family = AF_UNIX;
-        std::strncpy(address.sun_path, path_.c_str(), sizeof address.sun_path - 1);
-        if (::bind(fd_.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0)
-            throw std::runtime_error("cannot bind " + path_ + ": " + std::strerror(errno));
-    }
+        , fd_(bind_unix(path_, SOCK_DGRAM)) {}
 
     const std::string& path() const { return path_; }
 
@@ -66,7 +60,7 @@ public:
 
 private:
     std::string path_;
-    Fd fd_;
+    FileDescriptor fd_;
     std::vector<std::string> history_;
 };
 
@@ -182,7 +176,7 @@ BOOST_AUTO_TEST_CASE(refuses_a_datagram_socket_with_exit_78) {
     auto daemon = start_activated(dir, socket, {"--datagram"}, {});
     wait_for_socket_file(socket);
     // A datagram to the socket is the "first connection" that makes the activator exec.
-    Fd sender(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    FileDescriptor sender(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
     sockaddr_un address{};
     address.sun_family = AF_UNIX;
     std::strncpy(address.sun_path, socket.c_str(), sizeof address.sun_path - 1);

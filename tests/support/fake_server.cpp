@@ -12,16 +12,7 @@ namespace uds_echo::test {
 
 FakeServer::FakeServer(const std::string& path, Behaviour behaviour)
     : behaviour_(std::move(behaviour))
-    , listener_(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
-    sockaddr_un address{};
-    address.sun_family = AF_UNIX;
-    if (!listener_.valid() || path.size() >= sizeof address.sun_path)
-        throw std::runtime_error("fake server: no socket for " + path);
-    std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
-    if (::bind(listener_.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
-        ::listen(listener_.get(), 64) != 0)
-        throw std::runtime_error("fake server: cannot listen at " + path + ": " +
-                                 std::strerror(errno));
+    , listener_(listen_unix(path, 64)) {
     acceptor_ = std::thread([this] { accept_loop(); });
 }
 
@@ -41,7 +32,7 @@ void FakeServer::accept_loop() {
         if (fd < 0)
             continue;
         sessions_.emplace_back([this, fd] {
-            Fd connection(fd);
+            FileDescriptor connection(fd);
             behaviour_(connection.get(), stopping_);
         });
     }
@@ -79,6 +70,23 @@ void send_quietly(int fd, std::string_view data) {
             return;
         data.remove_prefix(static_cast<std::size_t>(count));
     }
+}
+
+void echo_changing_byte(int fd, std::size_t offset, const Stopping& stopping) {
+    std::size_t position = 0;
+    for (;;) {
+        std::string data = receive_some(fd, stopping);
+        if (data.empty())
+            return;
+        if (offset >= position && offset < position + data.size())
+            data[offset - position] ^= 0x20;
+        position += data.size();
+        send_quietly(fd, data);
+    }
+}
+
+FakeServer::Behaviour echo_corrupting_at(std::size_t offset) {
+    return [offset](int fd, const Stopping& stopping) { echo_changing_byte(fd, offset, stopping); };
 }
 
 void hold_until_peer_closes(int fd, const Stopping& stopping) {

@@ -33,7 +33,7 @@ private:
     void accept_loop();
 
     Behaviour behaviour_;
-    Fd listener_;
+    FileDescriptor listener_;
     Stopping stopping_{false};
     std::thread acceptor_;
     std::vector<std::thread> sessions_;
@@ -45,6 +45,11 @@ std::string receive_some(int fd, const Stopping& stopping);
 std::string receive_exactly(int fd, std::size_t size, const Stopping& stopping);
 // Sends what it can; a peer that went away ends it quietly.
 void send_quietly(int fd, std::string_view data);
+// Echoes the connection's stream until its end, with the byte at stream offset `offset` changed
+// (none when `offset` is past the end).
+void echo_changing_byte(int fd, std::size_t offset, const Stopping& stopping);
+// The same as a behaviour: a daemon whose echo differs at `offset`.
+FakeServer::Behaviour echo_corrupting_at(std::size_t offset);
 // Reads and discards until the client goes away: a daemon that stopped answering.
 void hold_until_peer_closes(int fd, const Stopping& stopping);
 

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -43,11 +44,11 @@ std::string join(const std::vector<std::string>& words) {
     return joined;
 }
 
-Fd make_memory_file(const char* name) {
+FileDescriptor make_memory_file(const char* name) {
     int fd = ::memfd_create(name, MFD_CLOEXEC);
     if (fd < 0)
         throw_errno("memfd_create");
-    return Fd(fd);
+    return FileDescriptor(fd);
 }
 
 // The whole content of a memory file, read with pread so the child's write offset (shared through
@@ -222,24 +223,10 @@ bool wait_until(const std::function<bool()>& predicate, std::chrono::millisecond
     return predicate();
 }
 
-// ---- Fd ----
-
-Fd& Fd::operator=(Fd&& other) noexcept {
-    if (this != &other)
-        reset(other.release());
-    return *this;
-}
-
-int Fd::release() {
-    int fd = fd_;
-    fd_ = -1;
-    return fd;
-}
-
-void Fd::reset(int fd) {
-    if (fd_ >= 0)
-        ::close(fd_);
-    fd_ = fd;
+std::string lower(std::string text) {
+    for (char& c : text)
+        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return text;
 }
 
 // ---- TempDir ----
@@ -296,7 +283,7 @@ Process::Process(const ProcessOptions& options)
     if (options.argv.empty())
         throw std::runtime_error("Process: empty argv");
 
-    Fd stdin_file;
+    FileDescriptor stdin_file;
     int child_stdin = options.stdin_fd;
     if (options.stdin_data) {
         stdin_file = make_memory_file("stdin");
@@ -310,7 +297,7 @@ Process::Process(const ProcessOptions& options)
         ::lseek(stdin_file.get(), 0, SEEK_SET);
         child_stdin = stdin_file.get();
     } else if (child_stdin < 0) {
-        stdin_file = Fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+        stdin_file = FileDescriptor(::open("/dev/null", O_RDONLY | O_CLOEXEC));
         if (!stdin_file.valid())
             throw_errno("open /dev/null");
         child_stdin = stdin_file.get();
@@ -334,8 +321,8 @@ Process::Process(const ProcessOptions& options)
     int error_pipe[2];
     if (::pipe2(error_pipe, O_CLOEXEC) < 0)
         throw_errno("pipe2");
-    Fd error_read(error_pipe[0]);
-    Fd error_write(error_pipe[1]);
+    FileDescriptor error_read(error_pipe[0]);
+    FileDescriptor error_write(error_pipe[1]);
 
     pid_t parent = ::getpid();
     pid_ = ::fork();
@@ -463,6 +450,21 @@ Environment clean_daemon_environment() {
     return environment;
 }
 
+Environment clean_client_environment() {
+    return Environment{{"UDS_ECHO_SOCKET", std::nullopt}};
+}
+
+RunResult run_client(const std::vector<std::string>& args, ProcessOptions options,
+                     std::chrono::milliseconds timeout) {
+    options.argv = {client_binary()};
+    options.argv.insert(options.argv.end(), args.begin(), args.end());
+    Environment environment = clean_client_environment();
+    for (const auto& [name, value] : options.environment)
+        environment[name] = value;
+    options.environment = std::move(environment);
+    return run(options, timeout);
+}
+
 bool waits_in_event_loop(pid_t pid) {
     const std::string task = "/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid);
     std::ifstream status(task + "/status");
@@ -554,7 +556,7 @@ ExitStatus stop_daemon(Daemon& daemon, std::chrono::milliseconds timeout) {
 
 ConnectResult try_connect_unix(const std::string& path) {
     ConnectResult result;
-    result.fd = Fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    result.fd = FileDescriptor(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (!result.fd.valid()) {
         result.error = errno;
         return result;
@@ -572,7 +574,25 @@ ConnectResult try_connect_unix(const std::string& path) {
     return result;
 }
 
-Fd connect_unix(const std::string& path, std::chrono::milliseconds io_timeout) {
+FileDescriptor bind_unix(const std::string& path, int type) {
+    FileDescriptor fd(::socket(AF_UNIX, type | SOCK_CLOEXEC, 0));
+    if (!fd.valid())
+        throw_errno("socket for " + path);
+    sockaddr_un address;
+    const socklen_t length = make_address(path, address);
+    if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&address), length) != 0)
+        throw_errno("bind " + path);
+    return fd;
+}
+
+FileDescriptor listen_unix(const std::string& path, int backlog) {
+    FileDescriptor fd = bind_unix(path);
+    if (::listen(fd.get(), backlog) != 0)
+        throw_errno("listen at " + path);
+    return fd;
+}
+
+FileDescriptor connect_unix(const std::string& path, std::chrono::milliseconds io_timeout) {
     ConnectResult result = try_connect_unix(path);
     if (!result.fd.valid())
         throw_errno("connect to " + path, result.error);
@@ -580,8 +600,9 @@ Fd connect_unix(const std::string& path, std::chrono::milliseconds io_timeout) {
     return std::move(result.fd);
 }
 
-std::optional<Fd> connect_unix_within(const std::string& path, std::chrono::milliseconds timeout) {
-    std::optional<Fd> connected;
+std::optional<FileDescriptor> connect_unix_within(const std::string& path,
+                                                  std::chrono::milliseconds timeout) {
+    std::optional<FileDescriptor> connected;
     wait_until(
         [&] {
             ConnectResult result = try_connect_unix(path);
@@ -676,7 +697,7 @@ void shutdown_write(int fd) {
         throw_errno("shutdown(SHUT_WR)");
 }
 
-void close_with_reset(Fd& fd) {
+void close_with_reset(FileDescriptor& fd) {
     linger option{1, 0};
     ::setsockopt(fd.get(), SOL_SOCKET, SO_LINGER, &option, sizeof option);
     fd.reset();
@@ -706,7 +727,7 @@ bool peer_closed(int fd, std::chrono::milliseconds timeout) {
 }
 
 std::string echo_through(const std::string& socket_path, const std::string& data) {
-    Fd fd = connect_unix(socket_path);
+    FileDescriptor fd = connect_unix(socket_path);
     std::string write_error;
     std::thread writer([&] {
         try {

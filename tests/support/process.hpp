@@ -13,7 +13,9 @@
 #pragma once
 
 #include "common/exit_codes.hpp"
+#include "common/file_descriptor.hpp"
 
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include <atomic>
@@ -47,6 +49,9 @@ inline bool contains(std::string_view text, std::string_view part) {
     return text.find(part) != std::string_view::npos;
 }
 
+// `text` in lower case (ASCII), for log lines whose capitals the tests do not pin down.
+std::string lower(std::string text);
+
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
@@ -56,27 +61,8 @@ using Clock = std::chrono::steady_clock;
 bool wait_until(const std::function<bool()>& predicate, std::chrono::milliseconds timeout,
                 std::chrono::milliseconds interval = 5ms);
 
-// An owned file descriptor, closed in the destructor.
-class Fd {
-public:
-    Fd() = default;
-    explicit Fd(int fd)
-        : fd_(fd) {}
-    Fd(Fd&& other) noexcept
-        : fd_(other.release()) {}
-    Fd& operator=(Fd&& other) noexcept;
-    Fd(const Fd&) = delete;
-    Fd& operator=(const Fd&) = delete;
-    ~Fd() { reset(); }
-
-    int get() const { return fd_; }
-    bool valid() const { return fd_ >= 0; }
-    int release();
-    void reset(int fd = -1);
-
-private:
-    int fd_ = -1;
-};
+// The tests own their descriptors with the library's class.
+using uds_echo::FileDescriptor;
 
 // A private directory below /tmp (mkdtemp, short so that socket paths fit in sun_path), removed
 // with everything in it by the destructor.
@@ -159,8 +145,8 @@ private:
     void try_reap(bool block);
 
     pid_t pid_ = -1;
-    Fd stdout_file_;
-    Fd stderr_file_;
+    FileDescriptor stdout_file_;
+    FileDescriptor stderr_file_;
     std::optional<ExitStatus> status_;
     std::string command_line_;
 };
@@ -182,6 +168,15 @@ std::string client_binary();
 // Variables that would let the machine's or the caller's context leak into a child (socket path,
 // systemd activation and notification, journald detection). start_daemon() removes them all.
 Environment clean_daemon_environment();
+
+// The client's environment: the test process's without $UDS_ECHO_SOCKET, so that only what a
+// test passes names a socket.
+Environment clean_client_environment();
+
+// Runs uds-echo with `args` (options.argv is replaced) to completion, as run() does;
+// `options.environment` applies on top of clean_client_environment().
+RunResult run_client(const std::vector<std::string>& args, ProcessOptions options = {},
+                     std::chrono::milliseconds timeout = 60s);
 
 struct DaemonOptions {
     // --socket value; empty means dir/s.sock. Not passed at all when `args` already has --socket
@@ -250,14 +245,19 @@ ExitStatus stop_daemon(Daemon& daemon, std::chrono::milliseconds timeout = 10s);
 
 // The connected socket, or the errno of socket()/connect().
 struct ConnectResult {
-    Fd fd;
+    FileDescriptor fd;
     int error = 0;
 };
 ConnectResult try_connect_unix(const std::string& path);
+// A socket of `type` bound to `path`; throws if it cannot be.
+FileDescriptor bind_unix(const std::string& path, int type = SOCK_STREAM);
+// A stream socket listening at `path`; throws if it cannot be.
+FileDescriptor listen_unix(const std::string& path, int backlog = SOMAXCONN);
 // Connects or throws; sets send/receive timeouts of `io_timeout`.
-Fd connect_unix(const std::string& path, std::chrono::milliseconds io_timeout = 30s);
+FileDescriptor connect_unix(const std::string& path, std::chrono::milliseconds io_timeout = 30s);
 // Polls try_connect_unix until it succeeds or `timeout` passes.
-std::optional<Fd> connect_unix_within(const std::string& path, std::chrono::milliseconds timeout);
+std::optional<FileDescriptor> connect_unix_within(const std::string& path,
+                                                  std::chrono::milliseconds timeout);
 
 // SO_SNDTIMEO and SO_RCVTIMEO (0 = block forever).
 void set_io_timeout(int fd, std::chrono::milliseconds timeout);
@@ -272,7 +272,7 @@ std::string read_until_eof(int fd);
 std::string read_until_end_quietly(int fd);
 void shutdown_write(int fd);
 // Closes with SO_LINGER {1, 0}: the kernel resets the connection (ECONNRESET on the other side).
-void close_with_reset(Fd& fd);
+void close_with_reset(FileDescriptor& fd);
 // True when `fd` has data or EOF (or an error) within `timeout`.
 bool wait_readable(int fd, std::chrono::milliseconds timeout);
 // True when the peer has closed: readable and a MSG_PEEK recv returns 0 or an error.

@@ -1,5 +1,5 @@
 // Peer credentials and the allow lists (--allow-uid/--allow-gid, uds-echod(8)).
-#define BOOST_TEST_MODULE access
+#define BOOST_TEST_MODULE unit_access_policy
 #include <boost/test/unit_test.hpp>
 
 #include "daemon/access.hpp"

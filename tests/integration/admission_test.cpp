@@ -4,11 +4,11 @@
 // Tests that need a second identity fork a client that drops to another uid/gid: they run only as
 // root and are skipped with a message otherwise. The daemon listens on an abstract socket, which
 // has no file permissions, so the dropped client can reach it.
-#define BOOST_TEST_MODULE integration_access
+#define BOOST_TEST_MODULE integration_admission
 #include <boost/test/unit_test.hpp>
 
+#include "preconditions.hpp"
 #include "process.hpp"
-#include "root_only.hpp"
 
 #include <grp.h>
 #include <poll.h>
@@ -321,7 +321,7 @@ BOOST_AUTO_TEST_CASE(sighup_applies_a_new_allow_list_to_new_connections) {
     const std::string config = dir.write_file("d.conf", "log-level = info\n");
     Daemon daemon = start_daemon(dir, DaemonOptions::with_args({"--config", config}));
     BOOST_REQUIRE_EQUAL(probe_here(daemon.socket), Outcome::echoed);
-    Fd before = connect_unix(daemon.socket, 10s);
+    FileDescriptor before = connect_unix(daemon.socket, 10s);
     write_all(before.get(), "before");
     BOOST_REQUIRE(read_exact(before.get(), 6) == "before");
 
@@ -376,7 +376,7 @@ namespace {
 
 // Connects as `uid`: SO_PEERCRED records the credentials of connect(), so only the effective uid
 // is switched, and back to root right after.
-Fd connect_as(const std::string& socket, uid_t uid) {
+FileDescriptor connect_as(const std::string& socket, uid_t uid) {
     if (::seteuid(uid) != 0)
         throw std::runtime_error(std::string("seteuid: ") + std::strerror(errno));
     auto attempt = try_connect_unix(socket);
@@ -389,21 +389,22 @@ Fd connect_as(const std::string& socket, uid_t uid) {
 }
 
 // True when the daemon echoes a byte on `fd`; false when it closes the connection instead.
-bool echoes(const Fd& fd) {
+bool echoes(const FileDescriptor& fd) {
     if (::send(fd.get(), "!", 1, MSG_NOSIGNAL) != 1)
         return false;
     char byte = 0;
     return ::recv(fd.get(), &byte, 1, 0) == 1 && byte == '!';
 }
 
-std::vector<Fd> connect_many_as(const std::string& socket, uid_t uid, std::size_t count) {
-    std::vector<Fd> connections;
+std::vector<FileDescriptor> connect_many_as(const std::string& socket, uid_t uid,
+                                            std::size_t count) {
+    std::vector<FileDescriptor> connections;
     for (std::size_t i = 0; i < count; ++i)
         connections.push_back(connect_as(socket, uid));
     return connections;
 }
 
-std::size_t count_echoing(const std::vector<Fd>& connections) {
+std::size_t count_echoing(const std::vector<FileDescriptor>& connections) {
     std::size_t echoing = 0;
     for (const auto& connection : connections)
         echoing += echoes(connection) ? 1 : 0;
