@@ -35,7 +35,7 @@ std::uint64_t LatencyHistogram::bucket_high(std::size_t bucket) {
 void LatencyHistogram::record(std::uint64_t nanoseconds) {
     ++counts_[bucket_of(nanoseconds)];
     ++count_;
-    sum_ += static_cast<long double>(nanoseconds);
+    sum_ += nanoseconds;
     max_ = std::max(max_, nanoseconds);
     min_ = std::min(min_, nanoseconds);
 }
@@ -50,7 +50,7 @@ void LatencyHistogram::merge(const LatencyHistogram& other) {
 }
 
 double LatencyHistogram::mean() const {
-    return count_ == 0 ? 0.0 : static_cast<double>(sum_ / static_cast<long double>(count_));
+    return count_ == 0 ? 0.0 : static_cast<double>(sum_) / static_cast<double>(count_);
 }
 
 std::uint64_t LatencyHistogram::percentile(double fraction) const {

@@ -40,7 +40,7 @@ private:
     std::uint64_t count_ = 0;
     std::uint64_t max_ = 0;
     std::uint64_t min_ = UINT64_MAX;
-    long double sum_ = 0;
+    std::uint64_t sum_ = 0; // 2^64 ns: 584 years of summed latency
 };
 
 } // namespace uds_echo::client
