@@ -29,6 +29,14 @@ public:
 
     unsigned received() const { return received_; }
 
+    // Ends a wait() in progress (it returns false).
+    void cancel() {
+        boost::system::error_code ignored;
+        signals_.cancel(ignored);
+    }
+
+    boost::asio::any_io_executor executor() { return signals_.get_executor(); }
+
 private:
     boost::asio::signal_set signals_;
     unsigned received_ = 0;

@@ -76,30 +76,34 @@ WorkerFigures current_figures(Workers& workers) {
 // p99 so far and the errors.
 class ProgressDisplay {
 public:
-    ProgressDisplay(BenchRun& run, std::ostream& out)
+    ProgressDisplay(const asio::any_io_executor& executor, BenchRun& run, std::ostream& out)
         : run_(run)
+        , timer_(executor)
         , out_(out)
         , in_place_(run.options.progress == BenchOptions::Progress::terminal)
         , interval_(in_place_ ? std::chrono::seconds(1) : std::chrono::seconds(5))
         , last_time_(Clock::now()) {}
 
+    // Until stop(), if the options ask for a progress display at all.
     asio::awaitable<void> show(Workers& workers) {
-        asio::steady_timer timer(co_await asio::this_coro::executor);
+        if (run_.options.progress == BenchOptions::Progress::none)
+            co_return;
         auto next = Clock::now();
-        for (;;) {
+        while (!stopped_) {
             next += interval_;
-            timer.expires_at(next);
-            const auto [error] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
-            if (error)
-                co_return;
-            const auto figures = current_figures(workers);
-            print(Clock::now(), figures);
+            timer_.expires_at(next);
+            co_await timer_.async_wait(asio::as_tuple(asio::use_awaitable));
+            if (stopped_)
+                break;
+            print(Clock::now(), current_figures(workers));
         }
-    }
-
-    void clear() {
         if (in_place_)
             out_ << "\r\033[K" << std::flush;
+    }
+
+    void stop() {
+        stopped_ = true;
+        timer_.cancel();
     }
 
 private:
@@ -148,6 +152,8 @@ private:
     }
 
     BenchRun& run_;
+    asio::steady_timer timer_;
+    bool stopped_ = false;
     std::ostream& out_;
     const bool in_place_;
     const std::chrono::seconds interval_;
@@ -165,7 +171,7 @@ public:
         , workers_(workers)
         , signals_(context.get_executor())
         , worker_ended_(context.get_executor())
-        , progress_(run, out) {}
+        , progress_(context.get_executor(), run, out) {}
 
     // Called on the main thread as each worker ends.
     void worker_ended() {
@@ -173,12 +179,10 @@ public:
         worker_ended_.notify();
     }
 
+    // The three run at once; the end of the last worker stops the other two the way every part
+    // of the client stops (docs/architecture.md, "Stopping"). None throws, so `&&` only joins.
     asio::awaitable<void> supervise() {
-        if (run_.options.progress == BenchOptions::Progress::none)
-            co_await (all_workers_ended() || stop_on_signals());
-        else
-            co_await (all_workers_ended() || stop_on_signals() || progress_.show(workers_));
-        progress_.clear();
+        co_await (all_workers_ended() && stop_on_signals() && progress_.show(workers_));
     }
 
     bool interrupted() const { return signals_.received() > 0; }
@@ -187,6 +191,8 @@ private:
     asio::awaitable<void> all_workers_ended() {
         while (ended_ < workers_.size())
             co_await worker_ended_.wait();
+        signals_.cancel();
+        progress_.stop();
     }
 
     asio::awaitable<void> stop_on_signals() {

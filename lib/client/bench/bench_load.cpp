@@ -1,7 +1,6 @@
 #include "client/bench/bench_load.hpp"
 
 #include "client/connect.hpp"
-#include "client/round_trip.hpp"
 #include "common/paths.hpp"
 #include "common/text.hpp"
 
