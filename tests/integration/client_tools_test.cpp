@@ -284,16 +284,20 @@ BOOST_FIXTURE_TEST_CASE(bench_reports_a_server_that_stalls, FakeFixture) {
 // The first SIGINT lets the messages in flight come back (here they never do); the second closes
 // every connection at once, on every thread, and the report still comes.
 BOOST_FIXTURE_TEST_CASE(bench_waits_for_echoes_on_sigint_and_cuts_them_on_the_second, FakeFixture) {
-    auto connected = std::make_shared<std::atomic<int>>(0);
-    FakeServer server(path, [connected](int fd, const Stopping& stopping) {
-        ++*connected;
+    // A connection counts once its first message arrived: the load runs, and so does the
+    // handling of signals, which starts before it.
+    auto loaded = std::make_shared<std::atomic<int>>(0);
+    FakeServer server(path, [loaded](int fd, const Stopping& stopping) {
+        if (receive_some(fd, stopping).empty())
+            return;
+        ++*loaded;
         hold_until_peer_closes(fd, stopping);
     });
     ProcessOptions options;
     options.argv = {client_binary(), "bench", "-s",    path, "-d", "30", "-t", "30", "-c", "4",
                     "--threads",     "2",     "--json"};
     Process bench(options);
-    BOOST_REQUIRE(wait_until([&] { return connected->load() == 4; }, 10s));
+    BOOST_REQUIRE(wait_until([&] { return loaded->load() == 4; }, 10s));
     bench.signal(SIGINT);
     BOOST_TEST(!bench.wait_for_exit(500ms).has_value(), "ended with messages still in flight");
     bench.signal(SIGINT);

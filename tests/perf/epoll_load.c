@@ -220,15 +220,19 @@ static void finish(struct connection* conn) {
     --active;
 }
 
-static void on_pipelined(struct connection* conn, uint32_t events) {
+/*
+ * Output and input of one readiness event: the rest of a batch, then one recv() and the check of
+ * its bytes. Returns the bytes received, 0 when there was nothing to read yet.
+ */
+static size_t receive(struct connection* conn, uint32_t events) {
     if (events & EPOLLOUT)
         send_unsent(conn);
     if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
-        return;
+        return 0;
     ssize_t n = recv(conn->fd, buffer, sizeof buffer, 0);
     if (n < 0) {
         if (errno == EAGAIN || errno == EINTR)
-            return;
+            return 0;
         fail_errno("recv");
     }
     if (n == 0)
@@ -236,8 +240,14 @@ static void on_pipelined(struct connection* conn, uint32_t events) {
     if (conn->receive_offset + (uint64_t)n > conn->send_offset + conn->unsent)
         fail("the server sent more bytes than it was sent");
     verify(conn, (size_t)n);
-    int64_t now = now_ns();
     conn->partial += (size_t)n;
+    return (size_t)n;
+}
+
+static void on_pipelined(struct connection* conn, uint32_t events) {
+    if (receive(conn, events) == 0)
+        return;
+    int64_t now = now_ns();
     while (conn->partial >= options.size) {
         conn->partial -= options.size;
         message_done(conn->send_times[conn->received % options.pipeline], now);
@@ -267,23 +277,7 @@ static void churn_start(struct connection* conn) {
 }
 
 static void on_churn(struct connection* conn, uint32_t events) {
-    if (events & EPOLLOUT)
-        send_unsent(conn);
-    if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
-        return;
-    ssize_t n = recv(conn->fd, buffer, sizeof buffer, 0);
-    if (n < 0) {
-        if (errno == EAGAIN || errno == EINTR)
-            return;
-        fail_errno("recv");
-    }
-    if (n == 0)
-        fail("the server closed a connection before the whole echo");
-    if (conn->receive_offset + (uint64_t)n > conn->send_offset + conn->unsent)
-        fail("the server sent more bytes than it was sent");
-    verify(conn, (size_t)n);
-    conn->partial += (size_t)n;
-    if (conn->partial < options.size)
+    if (receive(conn, events) == 0 || conn->partial < options.size)
         return;
     message_done(conn->send_times[0], now_ns());
     close(conn->fd); /* also leaves the epoll set */

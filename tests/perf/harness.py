@@ -457,6 +457,10 @@ def fmt(value, unit):
             return f"{value / 1e3:.1f}k"
         return f"{value:.0f}"
     if unit == "us":
+        if value < 1:
+            return f"{value:.3f}"
+        if value < 10:
+            return f"{value:.2f}"
         return f"{value:.1f}" if value < 100 else f"{value:.0f}"
     if unit == "b":
         return f"{value:.0f}"

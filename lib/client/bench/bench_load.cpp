@@ -95,7 +95,7 @@ public:
         , size_(run_.options.message_size)
         , depth_(depth)
         , new_connection_per_message_(new_connection_per_message)
-        , send_times_(depth) {}
+        , batches_(depth) {}
     Load(const Load&) = delete;
     Load& operator=(const Load&) = delete;
     virtual ~Load() = default;
@@ -141,7 +141,8 @@ protected:
     void start_stream(FileDescriptor fd, std::uint64_t stream_offset) {
         fd_ = std::move(fd);
         send_offset_ = receive_offset_ = stream_start_ = stream_offset;
-        sent_ = received_ = 0;
+        sent_ = 0;
+        first_batch_ = batch_count_ = 0;
         unsent_ = 0;
         partial_ = 0;
         watching_output_ = false;
@@ -153,8 +154,8 @@ protected:
     void send_messages(std::size_t count, Clock::time_point now) {
         if (in_flight_ == 0)
             last_progress_ = now;
-        for (std::size_t i = 0; i < count; ++i)
-            send_times_[(sent_ + i) % depth_] = now;
+        batches_[wrap(first_batch_ + batch_count_)] = Batch{now, count};
+        ++batch_count_;
         sent_ += count;
         in_flight_ += count;
         unsent_ += count * size_;
@@ -242,15 +243,26 @@ private:
         }
         receive_offset_ += count;
         partial_ += count;
-        while (partial_ >= size_) {
-            partial_ -= size_;
-            const auto sent_at = send_times_[received_ % depth_];
-            ++received_;
-            --in_flight_;
-            worker_.message_done(sent_at, now, new_connection_per_message_);
+        // The messages completed by this read, counted batch by batch: the messages of a batch
+        // share their send time, so each batch is one histogram entry, however deep the pipeline.
+        std::size_t completed = partial_ / size_;
+        partial_ -= completed * size_;
+        in_flight_ -= completed;
+        while (completed > 0) {
+            Batch& oldest = batches_[first_batch_];
+            const std::size_t done = std::min(completed, oldest.messages);
+            worker_.messages_done(oldest.sent, now, done, new_connection_per_message_);
+            completed -= done;
+            oldest.messages -= done;
+            if (oldest.messages == 0) {
+                first_batch_ = wrap(first_batch_ + 1);
+                --batch_count_;
+            }
         }
         return true;
     }
+
+    std::size_t wrap(std::size_t index) const { return index >= depth_ ? index - depth_ : index; }
 
     // `error` 0: the daemon closed the connection.
     void fail_on(int error, const std::string& what) {
@@ -265,14 +277,21 @@ private:
 
     const bool new_connection_per_message_;
     FileDescriptor fd_;
-    std::vector<Clock::time_point> send_times_; // ring, indexed by message number % depth
-    std::uint64_t send_offset_ = 0;             // stream offset of the next byte to send
-    std::uint64_t receive_offset_ = 0;          // stream offset of the next byte expected back
+    // The messages in flight, oldest first, as the batches they were sent in: a ring of `depth`
+    // entries (a batch holds at least one message).
+    struct Batch {
+        Clock::time_point sent;
+        std::size_t messages;
+    };
+    std::vector<Batch> batches_;
+    std::size_t first_batch_ = 0;
+    std::size_t batch_count_ = 0;
+    std::uint64_t send_offset_ = 0;    // stream offset of the next byte to send
+    std::uint64_t receive_offset_ = 0; // stream offset of the next byte expected back
     std::uint64_t stream_start_ = 0;
-    std::uint64_t sent_ = 0;     // messages sent (wholly or partly) on this connection
-    std::uint64_t received_ = 0; // messages completely echoed
-    std::size_t unsent_ = 0;     // bytes of sent messages the kernel has not taken yet
-    std::size_t partial_ = 0;    // bytes of the oldest message in flight already back
+    std::uint64_t sent_ = 0;  // messages sent (wholly or partly) on this connection
+    std::size_t unsent_ = 0;  // bytes of sent messages the kernel has not taken yet
+    std::size_t partial_ = 0; // bytes of the oldest message in flight already back
     Clock::time_point last_progress_{};
     bool watching_output_ = false;
 };
@@ -458,15 +477,18 @@ void Worker::abort() {
     [[maybe_unused]] const auto written = ::write(abort_event_.get(), &one, sizeof one);
 }
 
-void Worker::message_done(Clock::time_point sent, Clock::time_point now, bool new_connection) {
+void Worker::messages_done(Clock::time_point sent, Clock::time_point now, std::size_t count,
+                           bool new_connection) {
     if (!run_.measured(sent))
         return;
-    figures_.latency.record(static_cast<std::uint64_t>(
-        std::chrono::duration_cast<std::chrono::nanoseconds>(now - sent).count()));
-    ++figures_.messages;
-    figures_.bytes += run_.options.message_size;
+    figures_.latency.record(
+        static_cast<std::uint64_t>(
+            std::chrono::duration_cast<std::chrono::nanoseconds>(now - sent).count()),
+        count);
+    figures_.messages += count;
+    figures_.bytes += count * run_.options.message_size;
     if (new_connection)
-        ++figures_.connections_measured;
+        figures_.connections_measured += count;
     figures_.last_completion = std::max(figures_.last_completion, now);
 }
 

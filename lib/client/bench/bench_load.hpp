@@ -116,7 +116,9 @@ public:
     WorkerFigures& figures() { return figures_; }
 
     // For the loads, on the worker's thread.
-    void message_done(BenchClock::time_point sent, BenchClock::time_point now, bool new_connection);
+    // `count` messages sent at `sent` were echoed completely at `now`.
+    void messages_done(BenchClock::time_point sent, BenchClock::time_point now, std::size_t count,
+                       bool new_connection);
     void watch(int fd, Load* load, bool output, bool added);
     void wake_by(BenchClock::time_point when);
     void load_ended() { --active_; }

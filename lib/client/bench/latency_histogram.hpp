@@ -13,7 +13,8 @@ namespace uds_echo::client {
 // mean are kept exactly.
 class LatencyHistogram {
 public:
-    void record(std::uint64_t nanoseconds);
+    // `count` samples of the same value.
+    void record(std::uint64_t nanoseconds, std::uint64_t count = 1);
     void merge(const LatencyHistogram& other);
 
     std::uint64_t count() const { return count_; }
