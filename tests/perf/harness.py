@@ -375,7 +375,10 @@ def scaling_scenario(conns):
         start = max((s for s in cpu_samples if s[0] <= end[0] - duration),
                     default=cpu_samples[0])
         cpu = 100 * (end[1] - start[1]) / (end[0] - start[0])
-        return {"msgs": out["msgs"], "cpu": cpu, "rss": peak[0] / 2**20}
+        figures = {"msgs": out["msgs"], "cpu": cpu, "rss": peak[0] / 2**20}
+        if out["msgs"] > 0:
+            figures["us_per_msg"] = 1e4 * cpu / out["msgs"]
+        return figures
     return run
 
 
@@ -435,7 +438,7 @@ def make_scenarios(quick):
     for n in scale:
         scenarios.append(Scenario(
             f"h{n}", f"(h) {n:,} conns, 64 B, 1 in flight",
-            [("msgs", "msgs/s", "n", True), CPU, ("rss", "RSS MiB", "m", False)],
+            [("msgs", "msgs/s", "n", True), CPU, PER_MESSAGE, ("rss", "RSS MiB", "m", False)],
             scaling_scenario(n),
             applies=lambda s, n=n: s.max_conns is None or n <= s.max_conns))
     return scenarios
