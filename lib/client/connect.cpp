@@ -30,10 +30,6 @@ namespace asio = boost::asio;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-// The listen backlog of a busy daemon is full: retry quickly at first, then every 50 ms.
-constexpr milliseconds first_backlog_retry{1};
-constexpr milliseconds last_backlog_retry{50};
-
 // ---- messages ----
 
 std::string user_name(uid_t uid) {
@@ -181,26 +177,37 @@ Failure connect_failure(const std::string& path, int error, milliseconds timeout
     }
 }
 
-// Connects a non-blocking socket by hand rather than with Asio's async_connect: for AF_UNIX a
-// non-blocking connect() either completes at once or fails, and EAGAIN means the listen backlog
-// is full. async_connect takes that EAGAIN for "in progress", reports success once the socket
-// polls writable, and the first write then fails with ENOTCONN (upstream asio#1014). Here EAGAIN is
-// retried with a short backoff until the deadline.
-asio::awaitable<ConnectAttempt>
-connect_with_retry(const asio::local::stream_protocol::endpoint& endpoint,
-                   Clock::time_point deadline) {
+FileDescriptor stream_socket() {
     FileDescriptor fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
     if (!fd.valid())
         throw Failure(ExitCode::os_error,
                       std::string("cannot create a socket: ") + std::strerror(errno));
+    return fd;
+}
+
+int connect_once(int fd, const asio::local::stream_protocol::endpoint& endpoint) {
+    for (;;) {
+        if (::connect(fd, endpoint.data(), static_cast<socklen_t>(endpoint.size())) == 0)
+            return 0;
+        if (errno != EINTR)
+            return errno;
+    }
+}
+
+// Connects a non-blocking socket by hand rather than with Asio's async_connect: async_connect
+// takes the EAGAIN of a full listen backlog for "in progress", reports success once the socket
+// polls writable, and the first write then fails with ENOTCONN (upstream asio#1014). Here EAGAIN
+// is retried with a short backoff until the deadline.
+asio::awaitable<ConnectAttempt>
+connect_with_retry(const asio::local::stream_protocol::endpoint& endpoint,
+                   Clock::time_point deadline) {
+    FileDescriptor fd = stream_socket();
     std::optional<asio::steady_timer> backoff_timer;
     auto backoff = first_backlog_retry;
     for (;;) {
-        if (::connect(fd.get(), endpoint.data(), static_cast<socklen_t>(endpoint.size())) == 0)
+        const int error = connect_once(fd.get(), endpoint);
+        if (error == 0)
             co_return ConnectAttempt{std::move(fd), 0};
-        const int error = errno;
-        if (error == EINTR)
-            continue;
         if (error != EAGAIN)
             co_return ConnectAttempt{FileDescriptor(), error};
         const auto now = Clock::now();
@@ -210,7 +217,7 @@ connect_with_retry(const asio::local::stream_protocol::endpoint& endpoint,
             backoff_timer.emplace(co_await asio::this_coro::executor);
         backoff_timer->expires_at(std::min(now + backoff, deadline));
         co_await backoff_timer->async_wait(asio::as_tuple(asio::use_awaitable));
-        backoff = std::min(backoff * 2, last_backlog_retry);
+        backoff = next_backlog_retry(backoff);
     }
 }
 

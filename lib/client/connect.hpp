@@ -9,6 +9,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <string>
 #include <vector>
@@ -41,6 +42,20 @@ struct ConnectAttempt {
     FileDescriptor fd;
     int error = 0;
 };
+
+// A new non-blocking, close-on-exec Unix stream socket; throws Failure (71) when none can be made.
+FileDescriptor stream_socket();
+
+// One connect() of the non-blocking socket `fd` to `endpoint`: 0 when connected, else the errno.
+// For AF_UNIX a non-blocking connect() completes at once or fails; EAGAIN means the listen
+// backlog is full, and the same socket may try again later.
+int connect_once(int fd, const boost::asio::local::stream_protocol::endpoint& endpoint);
+
+// The listen backlog of a busy daemon is full: retry quickly at first, then every 50 ms.
+constexpr std::chrono::milliseconds first_backlog_retry{1};
+inline std::chrono::milliseconds next_backlog_retry(std::chrono::milliseconds backoff) {
+    return std::min(backoff * 2, std::chrono::milliseconds(50));
+}
 
 // One connection to `endpoint`, retried with a short backoff while the listen backlog is full
 // (EAGAIN) until `deadline`.

@@ -70,22 +70,21 @@ public:
         , path_(connection.path)
         , unused_connection_(std::move(connection.fd))
         , signals_(signals)
+        , interval_(signals.executor())
         , out_(out) {
         // Reconnections go to the socket the first connection found.
         same_socket_ = options.client;
         same_socket_.socket_candidates = {path_};
     }
 
-    // Pings until the count, or until cancelled (the stop signal wins the race in run_ping).
+    // Pings until the count or until stop(); then the wait for a stop signal ends too.
     asio::awaitable<void> run() {
-        const auto executor = co_await asio::this_coro::executor;
-        asio::steady_timer interval(executor);
         auto next_send = start_;
         for (std::uint64_t sequence = 1; !options_.count || sequence <= *options_.count;
              ++sequence) {
             const auto failure = co_await ping_once(sequence);
-            if (signals_.received() > 0)
-                co_return; // a ping cut short by Ctrl-C is not counted, as in ping(8)
+            if (stopping_)
+                break; // a ping cut short by Ctrl-C is not counted, as in ping(8)
             ++sent_;
             if (failure)
                 lost(sequence, *failure);
@@ -93,8 +92,23 @@ public:
                 break;
             next_send += std::chrono::duration_cast<Clock::duration>(options_.interval);
             next_send = std::max(next_send, Clock::now());
-            interval.expires_at(next_send);
-            co_await interval.async_wait(asio::as_tuple(asio::use_awaitable));
+            interval_.expires_at(next_send);
+            co_await interval_.async_wait(asio::as_tuple(asio::use_awaitable));
+            if (stopping_)
+                break;
+        }
+        signals_.cancel();
+    }
+
+    // A stop signal came: what run() waits on is cancelled, and it sees `stopping_` after the
+    // await (docs/architecture.md, "Stopping"). A reconnection waiting for a full listen
+    // backlog is not cut short; it ends within the timeout.
+    void stop() {
+        stopping_ = true;
+        interval_.cancel();
+        if (socket_) {
+            boost::system::error_code ignored;
+            socket_->cancel(ignored);
         }
     }
 
@@ -176,6 +190,8 @@ private:
     FileDescriptor unused_connection_; // connected, not yet used by a ping
     std::optional<Socket> socket_;
     StopSignals& signals_;
+    asio::steady_timer interval_;
+    bool stopping_ = false;
     std::ostream& out_;
     RoundTripStats stats_;
     std::optional<ExitCode> first_failure_;
@@ -185,8 +201,18 @@ private:
     const Clock::time_point start_ = Clock::now();
 };
 
+asio::awaitable<void> stop_on_signal(Pinger& pinger, StopSignals& signals) {
+    // A named result: g++ 12 turned `if (co_await ...)` as the last statement of this coroutine
+    // into an illegal instruction (SIGILL).
+    const bool signalled = co_await signals.wait();
+    if (signalled)
+        pinger.stop();
+}
+
+// The pings and the wait for a stop signal run at once; whichever ends first stops the other.
+// Neither throws, so `&&` only joins them.
 asio::awaitable<void> until_stopped(Pinger& pinger, StopSignals& signals) {
-    co_await (pinger.run() || signals.wait());
+    co_await (pinger.run() && stop_on_signal(pinger, signals));
 }
 
 } // namespace

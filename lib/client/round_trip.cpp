@@ -8,7 +8,6 @@
 #include <boost/asio/write.hpp>
 
 #include <algorithm>
-#include <variant>
 
 namespace uds_echo::client {
 
@@ -20,52 +19,83 @@ using boost::system::error_code;
 
 constexpr auto as_tuple_awaitable = asio::as_tuple(asio::use_awaitable);
 
-// What the two halves of a round trip share.
-struct Transfer {
-    Socket& socket;
-    std::span<const char> message;
-    std::span<char> echo;
-    ReplyDeadline& deadline;
+// One round trip: the two halves and the deadline run at once, and the first to decide the
+// outcome stops the others the way every part of the client stops (docs/architecture.md,
+// "Stopping"): it cancels what they wait on, and each re-checks `stopped` after every await. No
+// coroutine throws, so the `&&` that runs them only joins them.
+class Exchange {
+public:
+    Exchange(Socket& socket, std::span<const char> message, std::span<char> echo,
+             ReplyDeadline& deadline)
+        : socket_(socket)
+        , message_(message)
+        , echo_(echo)
+        , deadline_(deadline) {}
+
+    asio::awaitable<void> send_message() {
+        const auto [error, count] = co_await asio::async_write(
+            socket_, asio::buffer(message_.data(), message_.size()), as_tuple_awaitable);
+        sent = count;
+        if (stopped)
+            co_return;
+        // A daemon that hung up is reported by the receiving half, with the count it got back.
+        if (error && !is_disconnect(error))
+            stop(Failure(ExitCode::os_error, "cannot send to the daemon: " + error.message()));
+    }
+
+    asio::awaitable<void> receive_echo() {
+        while (received < echo_.size()) {
+            const auto [error, count] = co_await socket_.async_read_some(
+                asio::buffer(echo_.data() + received, echo_.size() - received), as_tuple_awaitable);
+            received += count;
+            if (stopped)
+                co_return;
+            if (count > 0)
+                deadline_.progress();
+            if (is_disconnect(error)) {
+                stop(closed_early(received, std::max(sent, received)));
+                co_return;
+            }
+            if (error) {
+                stop(Failure(ExitCode::os_error,
+                             "cannot receive from the daemon: " + error.message()));
+                co_return;
+            }
+        }
+        stop(std::nullopt);
+    }
+
+    asio::awaitable<void> watch_deadline() {
+        const bool expired = co_await deadline_.expiry([] { return true; });
+        if (expired)
+            stop(Failure(ExitCode::temp_failure,
+                         "no echo within " + seconds_text(deadline_.timeout()) + " (" +
+                             std::to_string(received) + " of " + std::to_string(message_.size()) +
+                             " bytes came back)"));
+    }
+
+    // The first call decides: `failure`, or the whole echo came back when it is empty.
+    void stop(std::optional<Failure> outcome) {
+        if (stopped)
+            return;
+        stopped = true;
+        failure = std::move(outcome);
+        deadline_.cancel();
+        error_code ignored;
+        socket_.cancel(ignored);
+    }
+
     std::size_t sent = 0;
     std::size_t received = 0;
+    bool stopped = false;
+    std::optional<Failure> failure;
+
+private:
+    Socket& socket_;
+    std::span<const char> message_;
+    std::span<char> echo_;
+    ReplyDeadline& deadline_;
 };
-
-asio::awaitable<void> send_message(Transfer& transfer) {
-    const auto [error, count] = co_await asio::async_write(
-        transfer.socket, asio::buffer(transfer.message.data(), transfer.message.size()),
-        as_tuple_awaitable);
-    transfer.sent = count;
-    // A daemon that hung up is reported by the receiving half, with the count it got back.
-    if (error && !is_disconnect(error))
-        throw Failure(ExitCode::os_error, "cannot send to the daemon: " + error.message());
-}
-
-asio::awaitable<void> receive_echo(Transfer& transfer) {
-    while (transfer.received < transfer.echo.size()) {
-        const auto [error, count] = co_await transfer.socket.async_read_some(
-            asio::buffer(transfer.echo.data() + transfer.received,
-                         transfer.echo.size() - transfer.received),
-            as_tuple_awaitable);
-        transfer.received += count;
-        if (count > 0)
-            transfer.deadline.progress();
-        if (is_disconnect(error))
-            throw closed_early(transfer.received, std::max(transfer.sent, transfer.received));
-        if (error)
-            throw Failure(ExitCode::os_error, "cannot receive from the daemon: " + error.message());
-    }
-}
-
-// Both halves at once; the first failure cancels the other half and is returned, not thrown, so
-// that `||` with the deadline ends as soon as either is decided.
-asio::awaitable<std::optional<Failure>> transfer_both_ways(Transfer& transfer) {
-    try {
-        co_await (send_message(transfer) && receive_echo(transfer));
-    } catch (const Failure& failure) {
-        co_return failure;
-    }
-    co_return std::nullopt;
-}
 
 } // namespace
 
@@ -91,26 +121,17 @@ asio::awaitable<RoundTripResult> round_trip(Socket& socket, std::span<const char
                                             std::span<char> echo,
                                             std::chrono::milliseconds timeout) {
     ReplyDeadline deadline(co_await asio::this_coro::executor, timeout);
-    Transfer transfer{socket, message, echo.first(message.size()), deadline};
-    const auto outcome =
-        co_await (transfer_both_ways(transfer) || deadline.expiry([] { return true; }));
-    RoundTripResult result{transfer.sent, transfer.received, std::nullopt};
-    if (outcome.index() == 1) {
-        result.failure = Failure(ExitCode::temp_failure,
-                                 "no echo within " + seconds_text(timeout) + " (" +
-                                     std::to_string(transfer.received) + " of " +
-                                     std::to_string(message.size()) + " bytes came back)");
-        co_return result;
-    }
-    result.failure = std::get<0>(outcome);
+    const auto echo_span = echo.first(message.size());
+    Exchange exchange(socket, message, echo_span, deadline);
+    co_await (exchange.send_message() && exchange.receive_echo() && exchange.watch_deadline());
+    RoundTripResult result{exchange.sent, exchange.received, exchange.failure};
     if (result.failure)
         co_return result;
-    const auto difference =
-        std::mismatch(transfer.echo.begin(), transfer.echo.end(), message.begin());
-    if (difference.first != transfer.echo.end())
-        result.failure = Failure(ExitCode::data_error,
-                                 "the echo differed from what was sent at byte offset " +
-                                     std::to_string(difference.first - transfer.echo.begin()));
+    const auto difference = std::mismatch(echo_span.begin(), echo_span.end(), message.begin());
+    if (difference.first != echo_span.end())
+        result.failure =
+            Failure(ExitCode::data_error, "the echo differed from what was sent at byte offset " +
+                                              std::to_string(difference.first - echo_span.begin()));
     co_return result;
 }
 

@@ -17,11 +17,13 @@ public:
     explicit StopSignals(const boost::asio::any_io_executor& executor)
         : signals_(executor, SIGINT, SIGTERM) {}
 
-    // True at the next stop signal; false when the wait was cancelled.
+    // True at the next stop signal; false once cancel() was called, also before the wait began.
     boost::asio::awaitable<bool> wait() {
+        if (cancelled_)
+            co_return false;
         const auto [error, number] =
             co_await signals_.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
-        if (error)
+        if (error || cancelled_)
             co_return false;
         ++received_;
         co_return true;
@@ -29,9 +31,19 @@ public:
 
     unsigned received() const { return received_; }
 
+    // Ends a wait() in progress, and any later one (they return false).
+    void cancel() {
+        cancelled_ = true;
+        boost::system::error_code ignored;
+        signals_.cancel(ignored);
+    }
+
+    boost::asio::any_io_executor executor() { return signals_.get_executor(); }
+
 private:
     boost::asio::signal_set signals_;
     unsigned received_ = 0;
+    bool cancelled_ = false;
 };
 
 } // namespace uds_echo::client

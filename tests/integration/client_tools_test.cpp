@@ -251,6 +251,35 @@ BOOST_FIXTURE_TEST_CASE(bench_reports_a_server_that_stalls, FakeFixture) {
     BOOST_TEST(contains(result.err, "no echo within 0.3 s"), result.err);
 }
 
+// The first SIGINT lets the messages in flight come back (here they never do); the second closes
+// every connection at once, on every thread, and the report still comes.
+BOOST_FIXTURE_TEST_CASE(bench_waits_for_echoes_on_sigint_and_cuts_them_on_the_second, FakeFixture) {
+    // A connection counts once its first message arrived: the load runs, and so does the
+    // handling of signals, which starts before it.
+    auto loaded = std::make_shared<std::atomic<int>>(0);
+    FakeServer server(path, [loaded](int fd, const Stopping& stopping) {
+        if (receive_some(fd, stopping).empty())
+            return;
+        ++*loaded;
+        hold_until_peer_closes(fd, stopping);
+    });
+    ProcessOptions options;
+    options.argv = {client_binary(), "bench", "-s",    path, "-d", "30", "-t", "30", "-c", "4",
+                    "--threads",     "2",     "--json"};
+    Process bench(options);
+    BOOST_REQUIRE(wait_until([&] { return loaded->load() == 4; }, 10s));
+    bench.signal(SIGINT);
+    BOOST_TEST(!bench.wait_for_exit(500ms).has_value(), "ended with messages still in flight");
+    bench.signal(SIGINT);
+    const auto status = bench.wait_for_exit(5s);
+    BOOST_REQUIRE(status.has_value());
+    BOOST_TEST(status->exited_with(exit_ok), *status << " " << bench.stderr_text());
+    const auto json = parse_json(bench.stdout_text());
+    BOOST_TEST(json.get<std::string>("interrupted") == "true");
+    BOOST_TEST(json_integer(json, "messages") == 0);
+    BOOST_TEST(json_integer(json, "errors") == 0);
+}
+
 BOOST_FIXTURE_TEST_CASE(bench_churn_reports_a_missing_daemon, FakeFixture) {
     const auto result = run_client({"bench", "-s", path, "--churn", "-n", "10"});
     check_exit(result, exit_unavailable);

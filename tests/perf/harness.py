@@ -2,10 +2,17 @@
 """The performance benchmark of uds-echo (targets: docs/performance.md). Started by tests/perf/run.sh.
 
 For every scenario and every server: start the server on a fresh socket pinned to one CPU,
-drive it with `uds-echo bench` pinned to the other CPU, stop it. Every scenario runs --runs times,
-interleaved across servers (run 1 of every server, then run 2 of every server, ...). The report
-gives, for every figure, the median, the ratio to the C epoll reference's median, and the spread
-(min-max) of the runs, as a Markdown table.
+drive it with a load generator pinned to the other CPU, stop it. The load generator is
+`uds-echo bench`, or with --load c the hand-written C one (tests/perf/epoll_load.c), which
+saturates the servers where bench may not. With --compare-loads the C server is driven by both
+generators in turn: how close `uds-echo bench` comes to the C generator. Every scenario runs
+--runs times, interleaved across columns (run 1 of every column, then run 2 of every column,
+...). The report gives, for every figure, the median, the ratio to the reference column's median,
+and the spread (min-max) of the runs, as a Markdown table.
+
+Every row of a throughput scenario shows the server's CPU over the measured seconds (from
+/proc/PID/stat) and the server's CPU time per message; in (b), (c) and (f) a server below 90 % of
+a CPU is marked "not saturated": the load generator, not the server, set the pace.
 """
 import argparse
 import datetime
@@ -77,6 +84,24 @@ def make_servers(build, unpinned=False):
         Server("socat", "socat fork", lambda p: ["socat", f"UNIX-LISTEN:{p},fork,backlog=4096",
                                                  "EXEC:cat"], max_conns=100),
     ]
+
+
+class Column:
+    """One column of the table: a server driven by a load generator ("bench" or "c")."""
+
+    def __init__(self, key, label, server, load):
+        self.key = key
+        self.label = label
+        self.server = server
+        self.load = load
+
+
+def make_columns(servers, load, compare_loads):
+    if compare_loads:
+        c = servers[0]
+        return [Column("c", f"{c.label}, C generator", c, "c"),
+                Column("bench", f"{c.label}, `uds-echo bench`", c, "bench")]
+    return [Column(s.key, s.label, s, load) for s in servers]
 
 
 class Running:
@@ -221,15 +246,25 @@ def find_key(data, *names):
     return None
 
 
-def run_bench(client, path, args, timeout):
-    # --timeout: the longest wait for an echo; generous, so a slow server counts as slow, not
-    # as failed (Python with 10,000 connections on a busy machine).
-    argv = (PINNING["client"] + [client, "--socket", path, "--timeout", "30", "bench"] + args +
-            ["--json"])
+def run_bench(ctx, load, path, args, timeout):
+    """One run of the load generator `load` ("bench" or "c") with `args` (the options both
+    understand) against the socket `path`: its figures, and its own CPU time in "client_cpu"."""
+    if load == "c":
+        argv = PINNING["client"] + [ctx.c_load, path] + args
+    else:
+        # --timeout: the longest wait for an echo; generous, so a slow server counts as slow,
+        # not as failed (Python with 10,000 connections on a busy machine).
+        argv = (PINNING["client"] + [ctx.client, "--socket", path, "--timeout", "30", "bench"] +
+                args + ["--json"])
+    usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         raise BenchFailed(f"timed out: {' '.join(argv)}")
+    usage_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    client_cpu = ((usage_after.ru_utime + usage_after.ru_stime) -
+                  (usage_before.ru_utime + usage_before.ru_stime)) / (time.monotonic() - started)
     if done.returncode != 0:
         raise BenchFailed(f"exit {done.returncode}: {' '.join(argv)}: {done.stderr.strip()[-300:]}")
     try:
@@ -247,6 +282,7 @@ def run_bench(client, path, args, timeout):
                                 "conns_per_s") or 0),
         "p50": float(find_key(result, "p50_us", "p50") or 0),
         "p99": float(find_key(result, "p99_us", "p99") or 0),
+        "client_cpu": 100 * client_cpu,
         "raw": result,
     }
 
@@ -264,25 +300,55 @@ class Scenario:
         self.applies = applies
 
 
-def bench_scenario(conns, size, pipeline, fields, extra=()):
-    def run(ctx, srv):
+class MeasuredCpu:
+    """The server's CPU over the measured seconds of a run: sampled from the moment the warm-up
+    should be over to the moment the measurement should end (a thread sleeps in between)."""
+
+    def __init__(self, srv, warmup, duration):
+        self.samples = []
+        self.thread = threading.Thread(target=self.sample, args=(srv, warmup, duration))
+        self.thread.start()
+
+    def sample(self, srv, warmup, duration):
+        # The generator needs a moment to start and connect: begin a little after the warm-up,
+        # end a little before the measurement does.
+        start = time.monotonic()
+        for at in (warmup + 0.1, warmup + duration - 0.05):
+            time.sleep(max(0.0, start + at - time.monotonic()))
+            self.samples.append((time.monotonic(), srv.cpu()))
+
+    def fraction(self):
+        """Server CPU seconds per second over the window (1.0: one CPU saturated)."""
+        self.thread.join()
+        (t0, c0), (t1, c1) = self.samples
+        return (c1 - c0) / (t1 - t0)
+
+
+def bench_scenario(conns, size, pipeline, fields, rate, extra=()):
+    """One run of a throughput or latency scenario. `rate` is the figure of messages (or
+    connections) per second that the server's CPU per message is taken against."""
+    def run(ctx, srv, load):
         # Churn sends one message per connection: no pipeline depth to give.
         depth = [] if "--churn" in extra else ["--pipeline", str(pipeline)]
         args = ["-c", str(conns), "--size", str(size)] + depth + [
                 "-d", str(ctx.duration), "--warmup", str(ctx.warmup)] + list(extra)
-        cpu_before, wall_before = srv.cpu(), time.monotonic()
-        out = run_bench(ctx.client, srv.path, args, timeout=ctx.duration + ctx.warmup + 60)
+        cpu = MeasuredCpu(srv, ctx.warmup, ctx.duration)
+        out = run_bench(ctx, load, srv.path, args, timeout=ctx.duration + ctx.warmup + 60)
         figures = {f: out[f] for f in fields}
-        # How busy the server's CPU was over the whole bench (warm-up included): below 100 %
-        # the load generator, not the server, set the pace.
-        figures["cpu"] = 100 * (srv.cpu() - cpu_before) / (time.monotonic() - wall_before)
+        figures["cpu"] = 100 * cpu.fraction()
+        if out[rate] > 0:
+            figures["us_per_msg"] = 1e6 * cpu.fraction() / out[rate]
+        figures["client_cpu"] = out["client_cpu"]
+        if out[rate] > 0:
+            # Over the generator's whole life (start, connections, warm-up): a little high.
+            figures["client_us_per_msg"] = 1e4 * out["client_cpu"] / out[rate]
         return figures
     return run
 
 
 def scaling_scenario(conns):
     """(b) at `conns` connections; the server's RSS and CPU sampled while the load runs."""
-    def run(ctx, srv):
+    def run(ctx, srv, load):
         peak = [0]
         cpu_samples = [(time.monotonic(), srv.cpu())]  # (monotonic time, server CPU seconds)
         stop = threading.Event()
@@ -299,7 +365,7 @@ def scaling_scenario(conns):
             warmup = max(ctx.warmup, 1) if conns >= 10000 else ctx.warmup
             args = ["-c", str(conns), "--size", "64", "--pipeline", "1", "-d", str(duration),
                     "--warmup", str(warmup)]
-            out = run_bench(ctx.client, srv.path, args, timeout=duration + warmup + 120)
+            out = run_bench(ctx, load, srv.path, args, timeout=duration + warmup + 120)
             end = (time.monotonic(), srv.cpu())
         finally:
             stop.set()
@@ -309,13 +375,16 @@ def scaling_scenario(conns):
         start = max((s for s in cpu_samples if s[0] <= end[0] - duration),
                     default=cpu_samples[0])
         cpu = 100 * (end[1] - start[1]) / (end[0] - start[0])
-        return {"msgs": out["msgs"], "cpu": cpu, "rss": peak[0] / 2**20}
+        figures = {"msgs": out["msgs"], "cpu": cpu, "rss": peak[0] / 2**20}
+        if out["msgs"] > 0:
+            figures["us_per_msg"] = 1e4 * cpu / out["msgs"]
+        return figures
     return run
 
 
 def idle_scenario(count):
     """(g): RSS of the server before and after `count` connections that echoed once and idle."""
-    def run(ctx, srv):
+    def run(ctx, srv, load):
         before = srv.rss()
         holder = subprocess.Popen(PINNING["client"] + [sys.executable,
                                    os.path.join(HERE, "idle_holder.py"), srv.path, str(count)],
@@ -333,26 +402,35 @@ def idle_scenario(count):
     return run
 
 
-# A secondary row: the server's CPU use during the bench (no ratio, no target).
+# Secondary rows: the server's CPU use over the measured seconds (marked "not saturated" below
+# SATURATED in the scenarios that must saturate it), the server's CPU time per message, and the
+# load generator's own CPU use.
 CPU = ("cpu", "server CPU %", "pct", False)
+PER_MESSAGE = ("us_per_msg", "server CPU µs/msg", "us", False)
+CLIENT_CPU = ("client_cpu", "load generator CPU %", "pct", False)
+CLIENT_PER_MESSAGE = ("client_us_per_msg", "load generator CPU µs/msg", "us", False)
+SATURATED = 90
+MUST_SATURATE = "bcf"
 
 
 def make_scenarios(quick):
     scale = [1, 100, 1000, 10000]
+    throughput = [CPU, PER_MESSAGE, CLIENT_CPU, CLIENT_PER_MESSAGE]
     scenarios = [
         Scenario("a", "(a) 1 conn, 64 B, 1 in flight",
-                 [("p50", "latency p50 µs", "us", False), ("p99", "latency p99 µs", "us", False)],
-                 bench_scenario(1, 64, 1, ["p50", "p99"])),
-        Scenario("b", "(b) 64 conns, 64 B, 1 in flight", [("msgs", "msgs/s", "n", True), CPU],
-                 bench_scenario(64, 64, 1, ["msgs"])),
-        Scenario("c", "(c) 64 conns, 64 B, 16 in flight", [("msgs", "msgs/s", "n", True), CPU],
-                 bench_scenario(64, 64, 16, ["msgs"])),
-        Scenario("d", "(d) 8 conns, 64 KiB, 4 in flight", [("mibs", "MiB/s", "n", True), CPU],
-                 bench_scenario(8, 65536, 4, ["mibs"])),
-        Scenario("e", "(e) 1 conn, 1 MiB, 2 in flight", [("mibs", "MiB/s", "n", True), CPU],
-                 bench_scenario(1, 1 << 20, 2, ["mibs"])),
-        Scenario("f", "(f) churn, 8 clients, 64 B", [("conns", "conns/s", "n", True), CPU],
-                 bench_scenario(8, 64, 1, ["conns"], extra=["--churn"])),
+                 [("msgs", "msgs/s", "n", True), ("p50", "latency p50 µs", "us", False),
+                  ("p99", "latency p99 µs", "us", False)] + throughput,
+                 bench_scenario(1, 64, 1, ["msgs", "p50", "p99"], "msgs")),
+        Scenario("b", "(b) 64 conns, 64 B, 1 in flight", [("msgs", "msgs/s", "n", True)] +
+                 throughput, bench_scenario(64, 64, 1, ["msgs"], "msgs")),
+        Scenario("c", "(c) 64 conns, 64 B, 16 in flight", [("msgs", "msgs/s", "n", True)] +
+                 throughput, bench_scenario(64, 64, 16, ["msgs"], "msgs")),
+        Scenario("d", "(d) 8 conns, 64 KiB, 4 in flight", [("mibs", "MiB/s", "n", True)] +
+                 throughput, bench_scenario(8, 65536, 4, ["mibs", "msgs"], "msgs")),
+        Scenario("e", "(e) 1 conn, 1 MiB, 2 in flight", [("mibs", "MiB/s", "n", True)] +
+                 throughput, bench_scenario(1, 1 << 20, 2, ["mibs", "msgs"], "msgs")),
+        Scenario("f", "(f) churn, 8 clients, 64 B", [("conns", "conns/s", "n", True)] +
+                 throughput, bench_scenario(8, 64, 1, ["conns"], "conns", extra=["--churn"])),
         Scenario("g", "(g) 10,000 idle conns", [("bpc", "RSS B/conn (target ≤ 1024)", "b", False),
                                                  ("rss", "RSS MiB", "m", False)],
                  idle_scenario(10000), applies=lambda s: s.max_conns is None),
@@ -360,7 +438,7 @@ def make_scenarios(quick):
     for n in scale:
         scenarios.append(Scenario(
             f"h{n}", f"(h) {n:,} conns, 64 B, 1 in flight",
-            [("msgs", "msgs/s", "n", True), CPU, ("rss", "RSS MiB", "m", False)],
+            [("msgs", "msgs/s", "n", True), CPU, PER_MESSAGE, ("rss", "RSS MiB", "m", False)],
             scaling_scenario(n),
             applies=lambda s, n=n: s.max_conns is None or n <= s.max_conns))
     return scenarios
@@ -382,6 +460,10 @@ def fmt(value, unit):
             return f"{value / 1e3:.1f}k"
         return f"{value:.0f}"
     if unit == "us":
+        if value < 1:
+            return f"{value:.3f}"
+        if value < 10:
+            return f"{value:.2f}"
         return f"{value:.1f}" if value < 100 else f"{value:.0f}"
     if unit == "b":
         return f"{value:.0f}"
@@ -392,8 +474,9 @@ def fmt(value, unit):
     return f"{value:g}"
 
 
-def table(results, scenarios, servers, runs):
-    """Markdown: a row per scenario figure, a column per server."""
+def table(results, scenarios, servers, runs, highlight="udsechod"):
+    """Markdown: a row per scenario figure, a column per server (and load generator); the ratios
+    are to the column keyed "c", those of the column keyed `highlight` in bold."""
     head = "| scenario | figure | " + " | ".join(s.label for s in servers) + " |"
     lines = [head, "|" + "---|" * (len(servers) + 2)]
     for sc in scenarios:
@@ -403,7 +486,7 @@ def table(results, scenarios, servers, runs):
             cells = []
             for srv in servers:
                 values = results.get((sc.key, srv.key, metric))
-                if not sc.applies(srv):
+                if not sc.applies(srv.server):
                     cells.append("n/a")
                     continue
                 if not values:
@@ -414,7 +497,9 @@ def table(results, scenarios, servers, runs):
                 if srv.key != "c" and ref_med:
                     if unit in ("n", "us"):
                         ratio = med / ref_med
-                        cell += f" **{ratio:.2f}x**" if srv.key == "udsechod" else f" {ratio:.2f}x"
+                        cell += f" **{ratio:.2f}x**" if srv.key == highlight else f" {ratio:.2f}x"
+                if metric == "cpu" and sc.key in MUST_SATURATE and med < SATURATED:
+                    cell += " not saturated"
                 if len(values) > 1:
                     cell += f" <sub>[{fmt(min(values), unit)}–{fmt(max(values), unit)}]</sub>"
                 if len(values) < runs:
@@ -433,7 +518,7 @@ def targets(results, scenarios):
     lines = []
     for sc in scenarios:
         for metric, label, unit, higher in sc.metrics:
-            if sc.key in "abcdef" and len(sc.key) == 1 and metric != "cpu":
+            if sc.key in "abcdef" and len(sc.key) == 1 and metric not in ("cpu", "client_cpu", "client_us_per_msg"):
                 ours, ref = med(sc.key, "udsechod", metric), med(sc.key, "c", metric)
                 if ours is None or not ref:
                     continue
@@ -444,8 +529,15 @@ def targets(results, scenarios):
                     ok, goal = ratio <= 1.1, "≤ 1.1x"
                 else:
                     ok, goal = ratio <= 1.0, "≤ 1.0x"
+                cpu = med(sc.key, "udsechod", "cpu"), med(sc.key, "c", "cpu")
+                unsaturated = [f"{name} {value:.0f}%" for name, value in
+                               (("uds-echod", cpu[0]), ("C", cpu[1]))
+                               if sc.key in MUST_SATURATE and value is not None and
+                               value < SATURATED]
                 lines.append(f"- {'PASS' if ok else 'FAIL'} {sc.title}, {label}: {ratio:.2f}x "
-                             f"the C reference (target {goal})")
+                             f"the C reference (target {goal})" +
+                             (f"; not saturated: server CPU {', '.join(unsaturated)}"
+                              if unsaturated else ""))
     bpc = med("g", "udsechod", "bpc")
     if bpc is not None:
         lines.append(f"- {'PASS' if bpc <= 1024 else 'FAIL'} (g) idle connection: {bpc:.0f} B "
@@ -467,6 +559,22 @@ def targets(results, scenarios):
             lines.append(f"  server CPU {cpu100:.0f}% at 100 and {cpu10k:.0f}% at 10,000; messages "
                          f"per server CPU second at 10,000: {efficiency:.2f}x that at 100"
                          f"{ref_text}")
+    return lines
+
+
+def load_targets(results, scenarios):
+    """`uds-echo bench` against the C generator, both driving the C server: the rate ratio."""
+    lines = []
+    for sc in scenarios:
+        rate = next((m for m in sc.metrics if m[3] and m[2] == "n"), None)
+        if rate is None:
+            continue
+        values = [results.get((sc.key, column, rate[0])) for column in ("bench", "c")]
+        if not all(values):
+            continue
+        ratio = statistics.median(values[0]) / statistics.median(values[1])
+        lines.append(f"- {'PASS' if ratio >= 0.95 else 'FAIL'} {sc.title}, {rate[1]}: "
+                     f"`uds-echo bench` at {ratio:.2f}x the C generator (target ≥ 0.95x)")
     return lines
 
 
@@ -511,12 +619,22 @@ def main():
     parser.add_argument("--unpinned", action="store_true",
                         help="no taskset: C epoll with one thread per CPU against uds-echod with "
                              "default and 1 thread, scenarios b, c, d, f")
+    parser.add_argument("--load", choices=("bench", "c"), default="bench",
+                        help="the load generator: uds-echo bench (default) or the C one "
+                             "(tests/perf/epoll_load.c), which saturates the servers")
+    parser.add_argument("--compare-loads", action="store_true",
+                        help="the C server driven by the C generator and by uds-echo bench in "
+                             "turn, scenarios a,b,c,f unless --only says otherwise")
     parser.add_argument("--write-doc", metavar="FILE",
                         help="also replace the table between the markers in FILE")
     opts = parser.parse_args()
 
     ctx = Context()
     ctx.client = os.path.join(opts.build, "client", "uds-echo")
+    ctx.c_load = os.path.join(opts.build, "tests", "perf", "perf_epoll_load")
+    for program in (ctx.client, ctx.c_load):
+        if not os.access(program, os.X_OK):
+            sys.exit(f"perf: {program} is missing; build it first (tests/perf/run.sh does)")
     ctx.runs = opts.runs or (1 if opts.quick else 3)
     ctx.duration = opts.duration or (1 if opts.quick else 3)
     ctx.warmup = opts.warmup if opts.warmup is not None else (0.2 if opts.quick else 0.5)
@@ -528,6 +646,9 @@ def main():
     if opts.servers:
         wanted = opts.servers.split(",")
         servers = [s for s in servers if s.key in wanted or s.key == "c"]
+    if opts.compare_loads:
+        opts.only = opts.only or "a,b,c,f"
+    columns = make_columns(servers, opts.load, opts.compare_loads)
     scenarios = make_scenarios(opts.quick)
     if opts.only:
         wanted = opts.only.split(",")
@@ -551,10 +672,11 @@ def main():
     try:
         for run in range(1, ctx.runs + 1):
             for sc in scenarios:
-                for srv in servers:
+                for column in columns:
+                    srv = column.server
                     if not sc.applies(srv):
                         continue
-                    log(f"run {run}/{ctx.runs} {sc.title}: {srv.label}")
+                    log(f"run {run}/{ctx.runs} {sc.title}: {column.label}")
                     try:
                         running = Running(srv, workdir)
                     except RuntimeError as e:
@@ -562,12 +684,12 @@ def main():
                         log(f"  FAILED: {e}")
                         continue
                     try:
-                        figures = sc.run(ctx, running)
+                        figures = sc.run(ctx, running, column.load)
                         for metric, value in figures.items():
-                            results.setdefault((sc.key, srv.key, metric), []).append(value)
+                            results.setdefault((sc.key, column.key, metric), []).append(value)
                         log("  " + ", ".join(f"{k}={v:.4g}" for k, v in figures.items()))
                     except BenchFailed as e:
-                        failures.append(f"{sc.title}, {srv.label}: {e}")
+                        failures.append(f"{sc.title}, {column.label}: {e}")
                         log(f"  FAILED: {e}")
                     finally:
                         running.stop()
@@ -577,20 +699,29 @@ def main():
         shutil.rmtree(workdir, ignore_errors=True)
 
     elapsed = time.monotonic() - started
+    load_name = "the C load generator" if opts.load == "c" else "`uds-echo bench`"
+    if opts.compare_loads:
+        where = "The C server on CPU 1, each load generator in turn on CPU 0."
+    elif opts.unpinned:
+        where = f"No pinning: servers and {load_name} share both CPUs."
+    else:
+        where = f"Servers on CPU 1, {load_name} on CPU 0."
     report = [
         f"Run {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')} on {machine_summary()}; "
         f"load average at start {load:.2f}.",
         f"{ctx.runs} run(s) per cell, {ctx.duration:g} s measured after {ctx.warmup:g} s warm-up, "
-        f"interleaved across servers; {elapsed / 60:.1f} minutes in all. " +
-        ("No pinning: servers and `uds-echo bench` share both CPUs." if opts.unpinned else
-         "Servers on CPU 1, `uds-echo bench` on CPU 0."),
-        "Cells: median, ratio to the C epoll reference's median, [min–max of the runs].",
+        f"interleaved across columns; {elapsed / 60:.1f} minutes in all. " + where,
+        "Cells: median, ratio to the first column's median, [min–max of the runs]. Server CPU "
+        f"over the measured seconds; below {SATURATED} % in ({'), ('.join(MUST_SATURATE)}) "
+        "the server is not saturated.",
         "",
-        table(results, scenarios, servers, ctx.runs),
+        table(results, scenarios, columns, ctx.runs,
+              highlight="bench" if opts.compare_loads else "udsechod"),
     ]
-    goals = targets(results, scenarios)
+    goals = load_targets(results, scenarios) if opts.compare_loads else targets(results, scenarios)
     if goals:
-        report += ["", "uds-echod against its targets (medians):", ""] + goals
+        report += ["", ("`uds-echo bench` against the C generator (medians):" if opts.compare_loads
+                        else "uds-echod against its targets (medians):"), ""] + goals
     if failures:
         report += ["", "Failed runs:", ""] + [f"- {f}" for f in failures]
     text = "\n".join(report)
@@ -599,7 +730,8 @@ def main():
     if opts.write_doc:
         with open(opts.write_doc) as f:
             doc = f.read()
-        marker = "perf-unpinned" if opts.unpinned else "perf-table"
+        marker = ("perf-loads" if opts.compare_loads else
+                  "perf-unpinned" if opts.unpinned else "perf-table")
         begin, end = f"<!-- {marker}:begin -->", f"<!-- {marker}:end -->"
         if begin not in doc or end not in doc:
             sys.exit(f"perf: {opts.write_doc} has no {begin} ... {end} markers")

@@ -4,18 +4,22 @@
 #   tests/perf/run.sh [--quick] [--write-doc] [harness options...] [BUILD_DIR]
 #
 #   BUILD_DIR     build directory (default build/release); configured (RelWithDebInfo) and the
-#                 four programs built if needed: uds-echod, uds-echo, perf_epoll_echo,
-#                 perf_asio_plain_echo.
+#                 programs built if needed: uds-echod, uds-echo, perf_epoll_echo,
+#                 perf_asio_plain_echo, perf_epoll_load.
 #   --quick       one 1-second run per scenario and server (about 2 minutes) instead of three
 #                 3-second runs (about 15 minutes).
 #   --write-doc   also put the table into docs/performance.md (between its markers).
 #   --unpinned    no taskset, 2-thread servers: does default --threads pay off? (b,c,d,f)
+#   --load c      drive the servers with the C load generator (tests/perf/epoll_load.c), which
+#                 saturates them, instead of `uds-echo bench`.
+#   --compare-loads  the C server driven by the C generator and by `uds-echo bench` in turn:
+#                 how close bench comes to it (a,b,c,f).
 #   other options go to tests/perf/harness.py (--runs N, --duration S, --only a,c,h,
 #                 --servers udsechod,asio; see harness.py --help).
 #
 # Needs: taskset, python3, socat (installed with apt-get if missing), 2 CPUs. Servers run on
-# CPU 1, the load generator (`uds-echo bench`) on CPU 0. The table goes to stdout, progress to
-# stderr.
+# CPU 1, the load generator (`uds-echo bench`, or the C one) on CPU 0. The table goes to stdout,
+# progress to stderr.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -25,12 +29,12 @@ harness_args=()
 while (($#)); do
     case "$1" in
         --write-doc) harness_args+=(--write-doc "$root/docs/performance.md") ;;
-        --runs | --duration | --warmup | --only | --servers)
+        --runs | --duration | --warmup | --only | --servers | --load)
             harness_args+=("$1" "$2")
             shift
             ;;
         -h | --help)
-            sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+            sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
             exit 0
             ;;
         -*) harness_args+=("$1") ;;
@@ -63,7 +67,8 @@ if ! grep -q '^UDS_ECHO_PERF:BOOL=ON' "$build/CMakeCache.txt"; then
     cmake -DUDS_ECHO_PERF=ON "$build" >&2
 fi
 say "building in $build"
-cmake --build "$build" --target uds-echod uds-echo perf_epoll_echo perf_asio_plain_echo >&2
+cmake --build "$build" --target uds-echod uds-echo perf_epoll_echo perf_asio_plain_echo \
+    perf_epoll_load >&2
 
 if ! "$build/client/uds-echo" bench --help >/dev/null 2>&1; then
     say "$build/client/uds-echo has no 'bench' command; update the source and rebuild"

@@ -1,5 +1,5 @@
 // LatencyHistogram: exact minimum, maximum and mean; percentiles within the promised 1/128 of the
-// value; merging; counting below a value; the empty case.
+// value; merging; counting below a value; samples recorded with a count; the empty case.
 #define BOOST_TEST_MODULE unit_latency_histogram
 #include <boost/test/unit_test.hpp>
 
@@ -84,4 +84,20 @@ BOOST_AUTO_TEST_CASE(merging_adds_counts_and_keeps_the_extremes) {
     BOOST_TEST(first.max() == 501000000u);
     BOOST_TEST(close_to(first.percentile(0.25), 500000));
     BOOST_TEST(first.count_at_or_below(1000000) == 1000u);
+}
+
+// The bench records the messages of one batch, which share their latency, as one entry.
+BOOST_AUTO_TEST_CASE(a_value_recorded_with_a_count_is_that_many_samples) {
+    LatencyHistogram once;
+    LatencyHistogram each;
+    once.record(5000, 3);
+    once.record(70000);
+    for (int i = 0; i < 3; ++i)
+        each.record(5000);
+    each.record(70000);
+    BOOST_TEST(once.count() == 4u);
+    BOOST_TEST(once.mean() == each.mean());
+    for (const double fraction : {0.5, 0.75, 0.99})
+        BOOST_TEST(once.percentile(fraction) == each.percentile(fraction));
+    BOOST_TEST(once.count_at_or_below(5000) == 3u);
 }

@@ -8,7 +8,6 @@
 #include "common/text.hpp"
 
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -61,52 +60,50 @@ std::optional<std::uint64_t> quota_of(const BenchOptions& options, std::size_t i
     return total / loads + (index < total % loads ? 1 : 0);
 }
 
-// A worker's figures, copied on the worker's own thread.
-asio::awaitable<WorkerFigures> figures_of(Worker& worker) {
-    co_return worker.figures();
-}
-
-// The sum of every worker's figures so far.
-asio::awaitable<WorkerFigures> current_figures(Workers& workers) {
+// The sum of every worker's figures as last published.
+WorkerFigures current_figures(Workers& workers) {
     WorkerFigures total;
     for (auto& worker : workers) {
-        const auto figures =
-            co_await asio::co_spawn(worker->context(), figures_of(*worker), asio::use_awaitable);
+        const auto figures = worker->published_figures();
         total.messages += figures.messages;
         total.bytes += figures.bytes;
         total.latency.merge(figures.latency);
     }
-    co_return total;
+    return total;
 }
 
 // The line that shows a run is alive: elapsed of total time, the rates of the last interval, the
 // p99 so far and the errors.
 class ProgressDisplay {
 public:
-    ProgressDisplay(BenchRun& run, std::ostream& out)
+    ProgressDisplay(const asio::any_io_executor& executor, BenchRun& run, std::ostream& out)
         : run_(run)
+        , timer_(executor)
         , out_(out)
         , in_place_(run.options.progress == BenchOptions::Progress::terminal)
         , interval_(in_place_ ? std::chrono::seconds(1) : std::chrono::seconds(5))
         , last_time_(Clock::now()) {}
 
+    // Until stop(), if the options ask for a progress display at all.
     asio::awaitable<void> show(Workers& workers) {
-        asio::steady_timer timer(co_await asio::this_coro::executor);
+        if (run_.options.progress == BenchOptions::Progress::none)
+            co_return;
         auto next = Clock::now();
-        for (;;) {
+        while (!stopped_) {
             next += interval_;
-            timer.expires_at(next);
-            const auto [error] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
-            if (error)
-                co_return;
-            const auto figures = co_await current_figures(workers);
-            print(Clock::now(), figures);
+            timer_.expires_at(next);
+            co_await timer_.async_wait(asio::as_tuple(asio::use_awaitable));
+            if (stopped_)
+                break;
+            print(Clock::now(), current_figures(workers));
         }
-    }
-
-    void clear() {
         if (in_place_)
             out_ << "\r\033[K" << std::flush;
+    }
+
+    void stop() {
+        stopped_ = true;
+        timer_.cancel();
     }
 
 private:
@@ -155,6 +152,8 @@ private:
     }
 
     BenchRun& run_;
+    asio::steady_timer timer_;
+    bool stopped_ = false;
     std::ostream& out_;
     const bool in_place_;
     const std::chrono::seconds interval_;
@@ -172,7 +171,7 @@ public:
         , workers_(workers)
         , signals_(context.get_executor())
         , worker_ended_(context.get_executor())
-        , progress_(run, out) {}
+        , progress_(context.get_executor(), run, out) {}
 
     // Called on the main thread as each worker ends.
     void worker_ended() {
@@ -180,12 +179,10 @@ public:
         worker_ended_.notify();
     }
 
+    // The three run at once; the end of the last worker stops the other two the way every part
+    // of the client stops (docs/architecture.md, "Stopping"). None throws, so `&&` only joins.
     asio::awaitable<void> supervise() {
-        if (run_.options.progress == BenchOptions::Progress::none)
-            co_await (all_workers_ended() || stop_on_signals());
-        else
-            co_await (all_workers_ended() || stop_on_signals() || progress_.show(workers_));
-        progress_.clear();
+        co_await (all_workers_ended() && stop_on_signals() && progress_.show(workers_));
     }
 
     bool interrupted() const { return signals_.received() > 0; }
@@ -194,6 +191,8 @@ private:
     asio::awaitable<void> all_workers_ended() {
         while (ended_ < workers_.size())
             co_await worker_ended_.wait();
+        signals_.cancel();
+        progress_.stop();
     }
 
     asio::awaitable<void> stop_on_signals() {
@@ -202,7 +201,7 @@ private:
             if (!signalled)
                 co_return;
             if (run_.stop_sending.exchange(true))
-                run_.abort_requested = true;
+                run_.abort();
         }
     }
 
@@ -249,8 +248,14 @@ BenchResult run_bench(const BenchOptions& options, std::ostream& progress_out) {
 
     BenchRun run(result.options, connections.path, Clock::now());
     Workers workers;
-    for (unsigned i = 0; i < result.options.threads; ++i)
-        workers.push_back(std::make_unique<Worker>(run));
+    try {
+        for (unsigned i = 0; i < result.options.threads; ++i)
+            workers.push_back(std::make_unique<Worker>(run));
+    } catch (const Failure& failure) {
+        result.failure = failure;
+        result.errors = 1;
+        return result;
+    }
     for (std::size_t i = 0; i < options.connections; ++i)
         workers[i % workers.size()]->add_load(options.churn ? FileDescriptor()
                                                             : std::move(connections.fds[i]),
@@ -258,19 +263,13 @@ BenchResult run_bench(const BenchOptions& options, std::ostream& progress_out) {
 
     asio::io_context main_context(1);
     Supervisor supervisor(main_context, run, workers, progress_out);
-    // The workers' loops stay open after their loads end, so that the progress display can
-    // still ask them for figures; they close when the supervision is over.
-    std::vector<asio::executor_work_guard<asio::io_context::executor_type>> keep_running;
     std::vector<std::thread> threads;
-    for (auto& worker : workers) {
-        keep_running.push_back(asio::make_work_guard(worker->context()));
-        asio::co_spawn(worker->context(), worker->drive_loads(), [&](std::exception_ptr) {
+    for (auto& worker : workers)
+        threads.emplace_back([&worker = *worker, &main_context, &supervisor] {
+            worker.run_loads();
             asio::post(main_context, [&supervisor] { supervisor.worker_ended(); });
         });
-        threads.emplace_back([&context = worker->context()] { context.run(); });
-    }
     run_coroutine(main_context, supervisor.supervise());
-    keep_running.clear();
     for (auto& thread : threads)
         thread.join();
 

@@ -32,10 +32,12 @@ std::uint64_t LatencyHistogram::bucket_high(std::size_t bucket) {
     return bucket_low(bucket) + (std::uint64_t{1} << group) - 1;
 }
 
-void LatencyHistogram::record(std::uint64_t nanoseconds) {
-    ++counts_[bucket_of(nanoseconds)];
-    ++count_;
-    sum_ += static_cast<long double>(nanoseconds);
+void LatencyHistogram::record(std::uint64_t nanoseconds, std::uint64_t count) {
+    if (count == 0)
+        return;
+    counts_[bucket_of(nanoseconds)] += count;
+    count_ += count;
+    sum_ += nanoseconds * count;
     max_ = std::max(max_, nanoseconds);
     min_ = std::min(min_, nanoseconds);
 }
@@ -50,7 +52,7 @@ void LatencyHistogram::merge(const LatencyHistogram& other) {
 }
 
 double LatencyHistogram::mean() const {
-    return count_ == 0 ? 0.0 : static_cast<double>(sum_ / static_cast<long double>(count_));
+    return count_ == 0 ? 0.0 : static_cast<double>(sum_) / static_cast<double>(count_);
 }
 
 std::uint64_t LatencyHistogram::percentile(double fraction) const {

@@ -13,7 +13,8 @@ namespace uds_echo::client {
 // mean are kept exactly.
 class LatencyHistogram {
 public:
-    void record(std::uint64_t nanoseconds);
+    // `count` samples of the same value.
+    void record(std::uint64_t nanoseconds, std::uint64_t count = 1);
     void merge(const LatencyHistogram& other);
 
     std::uint64_t count() const { return count_; }
@@ -40,7 +41,7 @@ private:
     std::uint64_t count_ = 0;
     std::uint64_t max_ = 0;
     std::uint64_t min_ = UINT64_MAX;
-    long double sum_ = 0;
+    std::uint64_t sum_ = 0; // 2^64 ns: 584 years of summed latency
 };
 
 } // namespace uds_echo::client
