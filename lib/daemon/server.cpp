@@ -6,6 +6,7 @@
 #include "common/paths.hpp"
 #include "common/text.hpp"
 #include "daemon/access.hpp"
+#include "daemon/datagram_echo.hpp"
 #include "daemon/listener.hpp"
 #include "daemon/logging.hpp"
 #include "daemon/refusal_log.hpp"
@@ -49,6 +50,15 @@ sigset_t server_signals() {
     for (int signal_number : {SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2})
         sigaddset(&signals, signal_number);
     return signals;
+}
+
+// The datagram figures of the status line and the statistics.
+std::string datagram_statistics(const DatagramFigures& figures) {
+    return std::to_string(figures.answered) + " datagram(s) answered (" +
+           std::to_string(figures.bytes) + " bytes), " + std::to_string(figures.refused) +
+           " refused, " + std::to_string(figures.reply_dropped) + " replies dropped, " +
+           std::to_string(figures.too_long) + " too long, " + std::to_string(figures.unanswerable) +
+           " without an abstract sender address";
 }
 
 // A coroutine of the control thread that throws is a bug: the exception leaves run() and main()
@@ -96,6 +106,9 @@ public:
             [this] { on_session_end(); }, nullptr};
         if (worker_count > 1)
             events.hand_out = [this](int fd) { return hand_out(fd); };
+        if (socket_.datagram_fd >= 0)
+            datagram_.emplace(FileDescriptor(socket_.datagram_fd), config_.buffer_size,
+                              config_.access);
         for (unsigned i = 0; i < worker_count; ++i) {
             const int listener = socket_.connected || i > 0 ? -1 : socket_.fd;
             workers_.push_back(std::make_unique<Worker>(i, config_.buffer_size, worker_settings(),
@@ -111,6 +124,11 @@ public:
             resume_handed_connections();
         for (auto& worker : workers_)
             worker->start();
+        if (datagram_) {
+            datagram_->start();
+            UDS_LOG(info) << "answering datagrams on "
+                          << bound_socket_name(socket_.datagram_fd).value_or("an unnamed socket");
+        }
         if (socket_.connected) {
             UDS_LOG(info) << "uds-echod " << UDS_ECHO_VERSION
                           << " serving one connection passed by socket activation";
@@ -266,6 +284,10 @@ private:
     // the connections are handed over first, and only those the store does not take are drained.
     asio::awaitable<void> shutdown(std::string reason, StopIntent intent) {
         notifier_.stopping();
+        // Datagrams that come from now on wait in the socket: systemd keeps it for the next
+        // process, which answers them.
+        if (datagram_)
+            datagram_->stop();
         std::size_t open = 0;
         if (intent.restart) {
             open = co_await hand_over(reason, intent);
@@ -398,6 +420,8 @@ private:
         init_logging(config_.log_level, config_.log_format, "uds-echod");
         for (auto& worker : workers_)
             worker->apply(worker_settings());
+        if (datagram_)
+            datagram_->apply(config_.access);
 
         std::string summary;
         for (const auto& name : changed)
@@ -417,10 +441,13 @@ private:
     // Byte counts for people ("2.5 GiB"), with the exact number behind them for scripts.
     std::string statistics() const {
         const auto bytes = bytes_echoed();
-        return std::to_string(shared_.open.load()) + " open connection(s), " +
-               std::to_string(shared_.accepted.load()) + " accepted, " +
-               std::to_string(refusals_.count()) + " refused, " + byte_count_text(bytes) +
-               " echoed (" + std::to_string(bytes) + " bytes)";
+        auto text = std::to_string(shared_.open.load()) + " open connection(s), " +
+                    std::to_string(shared_.accepted.load()) + " accepted, " +
+                    std::to_string(refusals_.count()) + " refused, " + byte_count_text(bytes) +
+                    " echoed (" + std::to_string(bytes) + " bytes)";
+        if (datagram_)
+            text += "; " + datagram_statistics(datagram_->figures());
+        return text;
     }
 
     void log_statistics(const char* what) { UDS_LOG(info) << what << ": " << statistics(); }
@@ -447,7 +474,10 @@ private:
         if (!socket_.socket_activated || socket_.connected || config_.exit_on_idle.count() == 0 ||
             stopping_)
             return;
-        idle_seconds_ = shared_.open.load() == 0 ? idle_seconds_ + 1 : 0;
+        const auto datagrams = datagram_ ? datagram_->figures().received() : 0;
+        const bool idle = shared_.open.load() == 0 && datagrams == datagrams_at_last_second_;
+        datagrams_at_last_second_ = datagrams;
+        idle_seconds_ = idle ? idle_seconds_ + 1 : 0;
         if (idle_seconds_ >= config_.exit_on_idle.count())
             begin_shutdown("idle for " + std::to_string(idle_seconds_) + " s");
     }
@@ -487,6 +517,8 @@ private:
     SharedState shared_; // outlives the workers, which use it
     std::vector<std::unique_ptr<Worker>> workers_;
     RefusalLog refusals_;
+    std::optional<DatagramEcho> datagram_;
+    std::uint64_t datagrams_at_last_second_ = 0;
     std::size_t workers_draining_ = 0;
     long idle_seconds_ = 0;
     bool stopping_ = false;
