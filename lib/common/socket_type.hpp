@@ -4,6 +4,7 @@
 
 #include <sys/socket.h>
 
+#include <cstddef>
 #include <optional>
 #include <string_view>
 
@@ -14,6 +15,10 @@ enum class SocketType {
     seqpacket, // SOCK_SEQPACKET: connections that keep message boundaries
     datagram,  // SOCK_DGRAM: no connection, each datagram answered to its sender's address
 };
+
+// Every seqpacket message and datagram up to this size is echoed whole, whatever --buffer-size
+// says; the client cuts its streamed input into messages of this size at most.
+inline constexpr std::size_t guaranteed_message_size = 64 * 1024;
 
 inline constexpr SocketType all_socket_types[] = {SocketType::stream, SocketType::seqpacket,
                                                   SocketType::datagram};

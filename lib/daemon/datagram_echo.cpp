@@ -31,7 +31,7 @@ namespace uds_echo::daemon {
 namespace asio = boost::asio;
 
 std::size_t message_capacity(std::size_t buffer_size) {
-    return std::max<std::size_t>(buffer_size, 64 * 1024);
+    return std::max(buffer_size, guaranteed_message_size);
 }
 
 class DatagramEcho::Loop {

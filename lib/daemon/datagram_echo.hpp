@@ -4,6 +4,7 @@
 #pragma once
 
 #include "common/file_descriptor.hpp"
+#include "common/socket_type.hpp"
 #include "daemon/access.hpp"
 
 #include <cstddef>
@@ -27,7 +28,7 @@ struct DatagramFigures {
 };
 
 // The largest datagram (and seqpacket message) echoed whole for a --buffer-size: the buffer
-// size, and never less than 64 KiB.
+// size, and never less than guaranteed_message_size (64 KiB).
 std::size_t message_capacity(std::size_t buffer_size);
 
 class DatagramEcho {
