@@ -106,18 +106,19 @@ struct DatagramDaemon {
         return start_daemon(dir, DaemonOptions::with_args(std::move(extra)));
     }
 
-    // The statistics line SIGUSR1 logs, once it holds `part`.
+    // The statistics line SIGUSR1 logs, once it holds `part`. Asked for again while waiting:
+    // the datagram thread may count after the control thread has logged.
     std::string statistics_with(const std::string& part) {
-        daemon.process.signal(SIGUSR1);
         std::string line;
         wait_until(
             [&] {
+                daemon.process.signal(SIGUSR1);
                 for (const auto& candidate : non_empty_lines(daemon.process.stderr_text()))
                     if (contains(candidate, "statistics:") && contains(candidate, part))
                         line = candidate;
                 return !line.empty();
             },
-            5s);
+            5s, 100ms);
         return line;
     }
 };
