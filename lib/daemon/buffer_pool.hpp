@@ -27,7 +27,7 @@ public:
         ~Lease() { pool_.give_back(std::move(buffer_)); }
 
         boost::asio::mutable_buffer whole() { return {buffer_.get(), pool_.buffer_size_}; }
-        boost::asio::const_buffer first(std::size_t size) const { return {buffer_.get(), size}; }
+        boost::asio::const_buffer prefix(std::size_t size) const { return {buffer_.get(), size}; }
 
     private:
         BufferPool& pool_;

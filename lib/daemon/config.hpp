@@ -29,7 +29,7 @@ struct DaemonConfig {
     std::string datagram_socket_path;  // --datagram-socket, validated; empty: none
     mode_t socket_mode = 0660;
     std::optional<gid_t> socket_group; // resolved from a name or a number
-    unsigned threads = 1;              // resolved: 0 on input becomes the CPUs in the affinity mask
+    unsigned threads = 1;              // resolved: 0 on input becomes default_worker_count()
     unsigned max_connections = 10000;
     unsigned max_connections_per_uid = 1000; // 0 = no cap; uid 0 is never capped
     std::chrono::seconds idle_timeout{0};    // 0 = never

@@ -20,7 +20,8 @@ RefusalLog::RefusalLog(boost::asio::io_context& control, const char* subject)
     , subject_(subject)
     , summary_timer_(control) {}
 
-void RefusalLog::add(std::uint64_t id, const PeerCredentials& peer, const char* reason) {
+void RefusalLog::add(std::uint64_t id, const std::optional<PeerCredentials>& peer,
+                     const char* reason) {
     ++refused_;
     const auto now = std::chrono::steady_clock::now();
     if (now - window_start_ >= std::chrono::seconds(1) && unlogged_ == 0) {

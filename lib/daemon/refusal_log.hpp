@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 
 namespace uds_echo::daemon {
 
@@ -21,7 +22,8 @@ public:
 
     // At most ten lines a second; the refusals beyond are counted and reported in one line when
     // their second is over, so the operator still sees the size of a flood.
-    void add(std::uint64_t id, const PeerCredentials& peer, const char* reason);
+    // `peer` is nullopt when the credentials could not be read (or were not needed).
+    void add(std::uint64_t id, const std::optional<PeerCredentials>& peer, const char* reason);
     std::uint64_t count() const { return refused_; }
     // Drops a pending summary line (at shutdown, so that the control thread can end).
     void stop() { summary_timer_.cancel(); }

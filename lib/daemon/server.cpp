@@ -1,18 +1,17 @@
-// The control side of the server: it starts the workers, then runs four coroutines on its own
-// thread: the signal handler (stop, reload, statistics), the once-a-second status and idle clock,
-// the watchdog, and, when the time comes, the shutdown. The connections live in worker.cpp.
+// The control side of the server: it starts the pool of workers, then runs four coroutines on its
+// own thread: the signal handler (stop, reload, statistics), the once-a-second status and idle
+// clock, the watchdog, and, when the time comes, the shutdown. The connections live with the
+// workers (worker_pool.hpp).
 #include "daemon/server.hpp"
 
 #include "common/paths.hpp"
 #include "common/text.hpp"
-#include "daemon/access.hpp"
 #include "daemon/datagram_echo.hpp"
 #include "daemon/listener.hpp"
 #include "daemon/logging.hpp"
-#include "daemon/refusal_log.hpp"
 #include "daemon/service_manager.hpp"
 #include "daemon/systemd.hpp"
-#include "daemon/worker.hpp"
+#include "daemon/worker_pool.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -90,40 +89,26 @@ public:
         , args_(std::move(args))
         , socket_(std::move(socket))
         , signals_(control_, SIGTERM, SIGINT, SIGHUP)
-        , all_drained_(control_)
         , status_timer_(control_)
         , watchdog_timer_(control_)
-        , refusals_(control_) {
+        // One connection needs one worker, whatever --threads says.
+        , pool_(control_, socket_.connected ? 1 : config_.threads, config_.buffer_size,
+                worker_settings(), socket_.connected ? -1 : socket_.fd,
+                [this](const char* why) { begin_shutdown(why); }) {
         signals_.add(SIGUSR1);
         signals_.add(SIGUSR2);
-        // One connection needs one worker, whatever --threads says.
-        const unsigned worker_count = socket_.connected ? 1 : config_.threads;
-        WorkerEvents events{
-            [this] { asio::post(control_, [this] { on_worker_drained(); }); },
-            [this](std::uint64_t id, PeerCredentials peer, const char* reason) {
-                asio::post(control_, [this, id, peer, reason] { on_refused(id, peer, reason); });
-            },
-            [this] { on_session_end(); }, nullptr};
-        if (worker_count > 1)
-            events.hand_out = [this](int fd) { return hand_out(fd); };
         if (socket_.datagram_fd >= 0)
             datagram_.emplace(FileDescriptor(socket_.datagram_fd), config_.buffer_size,
                               config_.access);
-        for (unsigned i = 0; i < worker_count; ++i) {
-            const int listener = socket_.connected || i > 0 ? -1 : socket_.fd;
-            workers_.push_back(std::make_unique<Worker>(i, config_.buffer_size, worker_settings(),
-                                                        listener, shared_, events));
-        }
     }
 
     ExitCode run() {
         rlimit descriptors{}; // raised in main, before the passed connections were received
         ::getrlimit(RLIMIT_NOFILE, &descriptors);
-        // Before the accept loops, which take slots too: resumed connections come first.
+        // Before the accept loop, which counts them: resumed connections come first.
         if (!socket_.connected)
             resume_handed_connections();
-        for (auto& worker : workers_)
-            worker->start();
+        pool_.start();
         if (datagram_) {
             datagram_->start();
             UDS_LOG(info) << "answering datagrams on "
@@ -132,13 +117,13 @@ public:
         if (socket_.connected) {
             UDS_LOG(info) << "uds-echod " << UDS_ECHO_VERSION
                           << " serving one connection passed by socket activation";
-            workers_.front()->serve_connected(socket_.fd);
+            pool_.serve_connected(socket_.fd);
         } else {
             if (socket_.socket_activated)
                 UDS_LOG(info) << "listening on "
                               << bound_socket_name(socket_.fd).value_or("an unnamed socket")
                               << " (passed by socket activation)";
-            UDS_LOG(info) << "uds-echod " << UDS_ECHO_VERSION << " serving with " << workers_.size()
+            UDS_LOG(info) << "uds-echod " << UDS_ECHO_VERSION << " serving with " << pool_.size()
                           << " worker thread(s), up to " << config_.max_connections
                           << " connections (descriptor limit " << descriptors.rlim_cur << ")";
             warn_if_anyone_may_connect();
@@ -151,8 +136,7 @@ public:
         asio::co_spawn(control_, send_watchdog_pings(), rethrow_failure);
         notifier_.ready();
         control_.run(); // until the shutdown has ended every coroutine
-        for (auto& worker : workers_)
-            worker->join();
+        pool_.join();
         log_statistics("stopped");
         return ExitCode::ok;
     }
@@ -187,7 +171,7 @@ private:
                 if (stopping_) {
                     UDS_LOG(warning)
                         << strsignal(signal_number) << " again: closing all connections now";
-                    force_close_all();
+                    pool_.force_close();
                 } else {
                     begin_shutdown(strsignal(signal_number), stop_intent(signal_number));
                 }
@@ -209,26 +193,8 @@ private:
             return;
         UDS_LOG(info) << "resuming " << resumed.size()
                       << " connection(s) handed over by the previous process";
-        give_to_workers(std::move(resumed), config_.max_connections);
+        pool_.resume(std::move(resumed), config_.max_connections);
         resumed.clear();
-    }
-
-    // Each connection takes a slot here, up to `limit`; one beyond it is closed and logged.
-    void give_to_workers(std::vector<HandedConnection> connections, unsigned limit) {
-        std::vector<std::vector<HandedConnection>> shares(workers_.size());
-        std::size_t next = 0;
-        for (auto& connection : connections) {
-            if (!shared_.slots.try_take(limit)) {
-                refusals_.add(++shared_.accepted,
-                              peer_credentials(connection.fd.get()).value_or(PeerCredentials{}),
-                              "resumed beyond max-connections");
-                continue;
-            }
-            shares[next++ % shares.size()].push_back(std::move(connection));
-        }
-        for (std::size_t i = 0; i < workers_.size(); ++i)
-            if (!shares[i].empty())
-                workers_[i]->resume(std::move(shares[i]));
     }
 
     // SIGTERM asks systemd whether a restart follows; SIGUSR2 says so itself (uds-echod(8));
@@ -257,25 +223,16 @@ private:
     // Returns how many connections were given back to be drained.
     asio::awaitable<std::size_t> hand_over(const std::string& reason, const StopIntent& intent) {
         UDS_LOG(info) << reason << ": restart (" << intent.reason << "); handing "
-                      << shared_.open.load()
+                      << pool_.connections_held()
                       << " open connection(s) over to the file descriptor store";
-        workers_draining_ = workers_.size();
-        for_each_worker_accepting_first([](Worker& worker) { worker.begin_handover(); });
-        // Sessions let go as soon as their cancelled operations complete; the deadline only
-        // guards against a session that does not, whose connection is then closed (and counted
-        // as cut).
-        co_await wait_for_workers();
-        std::vector<HandedConnection> handed;
-        for (auto& worker : workers_)
-            for (auto& connection : worker->take_handed())
-                handed.push_back(std::move(connection));
+        auto handed = co_await pool_.hand_over(config_.shutdown_timeout);
         const auto total = handed.size();
         auto refused = store_connections(std::move(handed), intent.store_room);
         UDS_LOG(info) << "handed over " << total - refused.size()
                       << " connection(s) to the file descriptor store; draining " << refused.size();
         const auto given_back = refused.size();
         // Drained whatever the limit: they were open before, and must not be closed now.
-        give_to_workers(std::move(refused), std::numeric_limits<unsigned>::max());
+        pool_.resume(std::move(refused), std::numeric_limits<unsigned>::max());
         co_return given_back;
     }
 
@@ -294,7 +251,7 @@ private:
         } else {
             if (!intent.reason.empty())
                 UDS_LOG(info) << reason << ": stop (" << intent.reason << ")";
-            open = shared_.open.load();
+            open = pool_.connections_held();
         }
         if (open == 0)
             UDS_LOG(info) << reason << ": no open connections; exiting";
@@ -304,12 +261,7 @@ private:
                           << " s";
         // A listening socket passed by systemd stays open there, with the clients queued in its
         // backlog, for the next start: the workers close their descriptors and nothing else.
-        workers_draining_ = workers_.size();
-        for_each_worker_accepting_first([](Worker& worker) { worker.begin_drain(); });
-        co_await wait_for_workers();
-        std::uint64_t cut = 0;
-        for (const auto& worker : workers_)
-            cut += worker->connections_cut();
+        const auto cut = co_await pool_.drain(config_.shutdown_timeout);
         if (cut > 0)
             UDS_LOG(warning) << "shutdown timeout: closed " << cut
                              << " connection(s) that were still open";
@@ -317,78 +269,6 @@ private:
         signals_.cancel();
         status_timer_.cancel();
         watchdog_timer_.cancel();
-        refusals_.stop();
-    }
-
-    // Until every worker has reported `drained`, for at most --shutdown-timeout; then the
-    // connections still open are closed, and the wait goes on until their sessions have ended.
-    // on_worker_drained() cancels the wait when the last worker is done.
-    asio::awaitable<void> wait_for_workers() {
-        all_drained_.expires_after(config_.shutdown_timeout);
-        co_await all_drained_.async_wait(as_tuple_awaitable);
-        if (workers_draining_ > 0) {
-            force_close_all();
-            all_drained_.expires_at(Clock::time_point::max());
-            co_await all_drained_.async_wait(as_tuple_awaitable);
-        }
-    }
-
-    void force_close_all() {
-        for (auto& worker : workers_)
-            worker->force_close();
-    }
-
-    void on_worker_drained() {
-        if (--workers_draining_ == 0)
-            all_drained_.cancel();
-    }
-
-    // Runs on the accepting worker (the first), for each connection it accepts: the connection goes
-    // to the worker with the fewest open sessions if that has fewer than the accepting worker, and
-    // otherwise stays where it is, at no cost. A worker's count can be a moment old; the balance
-    // only needs to be rough.
-    bool hand_out(int fd) {
-        Worker* least = workers_.front().get();
-        unsigned least_open = least->open_sessions();
-        for (const auto& worker : workers_) {
-            if (const auto open = worker->open_sessions(); open < least_open) {
-                least = worker.get();
-                least_open = open;
-            }
-        }
-        if (least == workers_.front().get())
-            return false;
-        least->serve_accepted(fd);
-        return true;
-    }
-
-    // `task` for every worker, the accepting worker first: the others get it only after every
-    // connection it handed out before it ran `task`.
-    // (Posted as one task: the accepting worker's thread ends once it has drained, and would never
-    // run a second one.)
-    void for_each_worker_accepting_first(const std::function<void(Worker&)>& task) {
-        workers_.front()->post([this, task] {
-            for (auto& worker : workers_)
-                task(*worker);
-        });
-    }
-
-    // Runs on a worker thread.
-    void on_session_end() {
-        if (socket_.connected)
-            asio::post(control_, [this] { begin_shutdown("connection closed"); });
-        else
-            for (auto& worker : workers_)
-                worker->slot_freed();
-    }
-
-    void on_refused(std::uint64_t id, const PeerCredentials& peer, const char* reason) {
-        refusals_.add(id, peer, reason);
-        if (socket_.connected)
-            begin_shutdown("connection refused");
-        else
-            for (auto& worker : workers_)
-                worker->slot_freed();
     }
 
     // SIGHUP: the new file must be valid as a whole, or nothing of it is applied.
@@ -418,8 +298,7 @@ private:
         // Only what can change at run time is taken over; the rest stays as the daemon started.
         take_runtime_options(config_, next);
         init_logging(config_.log_level, config_.log_format, "uds-echod");
-        for (auto& worker : workers_)
-            worker->apply(worker_settings());
+        pool_.apply(worker_settings());
         if (datagram_)
             datagram_->apply(config_.access);
 
@@ -431,19 +310,12 @@ private:
                                           : "; changed: " + summary);
     }
 
-    std::uint64_t bytes_echoed() const {
-        std::uint64_t bytes = 0;
-        for (const auto& worker : workers_)
-            bytes += worker->bytes_echoed();
-        return bytes;
-    }
-
     // Byte counts for people ("2.5 GiB"), with the exact number behind them for scripts.
     std::string statistics() const {
-        const auto bytes = bytes_echoed();
-        auto text = std::to_string(shared_.open.load()) + " open connection(s), " +
-                    std::to_string(shared_.accepted.load()) + " accepted, " +
-                    std::to_string(refusals_.count()) + " refused, " + byte_count_text(bytes) +
+        const auto bytes = pool_.bytes_echoed();
+        auto text = std::to_string(pool_.connections_held()) + " open connection(s), " +
+                    std::to_string(pool_.accepted()) + " accepted, " +
+                    std::to_string(pool_.refused()) + " refused, " + byte_count_text(bytes) +
                     " echoed (" + std::to_string(bytes) + " bytes)";
         if (datagram_)
             text += "; " + datagram_statistics(datagram_->figures());
@@ -475,7 +347,7 @@ private:
             stopping_)
             return;
         const auto datagrams = datagram_ ? datagram_->figures().received() : 0;
-        const bool idle = shared_.open.load() == 0 && datagrams == datagrams_at_last_second_;
+        const bool idle = pool_.connections_held() == 0 && datagrams == datagrams_at_last_second_;
         datagrams_at_last_second_ = datagrams;
         idle_seconds_ = idle ? idle_seconds_ + 1 : 0;
         if (idle_seconds_ >= config_.exit_on_idle.count())
@@ -493,15 +365,11 @@ private:
             auto [cancelled] = co_await watchdog_timer_.async_wait(as_tuple_awaitable);
             if (cancelled)
                 co_return;
-            bool healthy = true;
-            for (const auto& worker : workers_)
-                healthy = healthy && worker->heartbeat() == beat;
-            if (healthy)
+            if (pool_.every_worker_ran(beat))
                 notifier_.watchdog();
             else
                 UDS_LOG(warning) << "a worker's event loop is stalled; withholding WATCHDOG=1";
-            for (auto& worker : workers_)
-                worker->post_heartbeat(beat + 1);
+            pool_.post_heartbeat(beat + 1);
         }
     }
 
@@ -511,15 +379,11 @@ private:
     ServiceNotifier notifier_;
     asio::io_context control_{1};
     asio::signal_set signals_;
-    asio::steady_timer all_drained_; // the shutdown's deadline, cancelled when all have drained
     asio::steady_timer status_timer_;
     asio::steady_timer watchdog_timer_;
-    SharedState shared_; // outlives the workers, which use it
-    std::vector<std::unique_ptr<Worker>> workers_;
-    RefusalLog refusals_;
+    WorkerPool pool_;
     std::optional<DatagramEcho> datagram_;
     std::uint64_t datagrams_at_last_second_ = 0;
-    std::size_t workers_draining_ = 0;
     long idle_seconds_ = 0;
     bool stopping_ = false;
     bool finished_ = false;

@@ -1,5 +1,6 @@
-// The echo server: worker threads, each with its own io_context accepting on the shared listening
-// socket, one coroutine session per connection, and a control thread for signals and shutdown.
+// The echo server: worker threads, each with its own io_context and one coroutine session per
+// connection it serves, of which the first also accepts on the listening socket and hands
+// connections out to the others (worker_pool.hpp); and a control thread for signals and shutdown.
 #pragma once
 
 #include "daemon/config.hpp"

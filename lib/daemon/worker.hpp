@@ -1,158 +1,155 @@
-// A worker: one thread, one io_context, its own accept loop on the listening socket and one
-// coroutine session per connection it accepted. Internal to the library (server.cpp drives the
-// workers); docs/architecture.md tells the life of a connection.
+// A worker: one thread, one io_context, and one coroutine session per connection it serves. The
+// accepting worker (worker 0, the only one given the listening socket) also runs the accept loop
+// and gives each connection it accepts to the pool, which may send it to another worker.
+// worker.cpp has the thread, the accept loop, admission, the idle sweep, drain and handover;
+// session.cpp the life of one connection. docs/architecture.md tells the whole story.
+//
+// Threads: the members under "Any thread" may be called from any thread. Every other member runs
+// on the worker's own thread: WorkerPool posts to it (post()), and the worker's coroutines and
+// handlers call it there.
 #pragma once
 
-#include "daemon/access.hpp"
+#include "daemon/admission.hpp"
+#include "daemon/buffer_pool.hpp"
+#include "daemon/connection.hpp"
 #include "daemon/handover.hpp"
 
-#include <sys/types.h>
+#include <boost/asio/post.hpp>
 
 #include <atomic>
-#include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <functional>
-#include <memory>
-#include <mutex>
-#include <unordered_map>
+#include <exception>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
 #include <vector>
 
 namespace uds_echo::daemon {
 
-// What a worker needs to know of the configuration; replaced as a whole on reload.
-struct WorkerSettings {
-    std::chrono::seconds idle_timeout{0};
-    unsigned max_connections = 0;
-    unsigned max_connections_per_uid = 0; // 0 = no cap
-    AccessPolicy access;
-    bool log_peers = false; // debug logging names every peer
-
-    bool needs_credentials() const {
-        return access.restricts() || max_connections_per_uid > 0 || log_peers;
-    }
-};
-
-// The connection count all workers share. A worker takes a slot before it accepts, so that
-// however many workers accept at once, no more than --max-connections connections are open.
-class ConnectionSlots {
-public:
-    bool try_take(unsigned limit) {
-        auto taken = taken_.load();
-        do {
-            if (taken >= limit)
-                return false;
-        } while (!taken_.compare_exchange_weak(taken, taken + 1));
-        return true;
-    }
-    void give_back() { taken_.fetch_sub(1); }
-    bool available(unsigned limit) const { return taken_.load() < limit; }
-
-private:
-    std::atomic<unsigned> taken_{0}; // open sessions plus accepts in progress
-};
-
-// Open connections per peer uid, across all workers, for --max-connections-per-uid. Only uids
-// that hold a connection have an entry, so the table is as large as the set of connected users.
-class UidCounts {
-public:
-    // The uid whose connections are not counted: root may stop the daemon anyway, and a cap on it
-    // would only get in the way of the administrator.
-    static constexpr uid_t exempt = 0;
-
-    // Counts one more connection of `uid` unless it already holds `cap` (at least 1); false then.
-    bool try_add(uid_t uid, unsigned cap) {
-        std::lock_guard lock(mutex_);
-        auto& count = counts_[uid];
-        if (count >= cap)
-            return false;
-        ++count;
-        return true;
-    }
-
-    void remove(uid_t uid) {
-        std::lock_guard lock(mutex_);
-        const auto entry = counts_.find(uid);
-        if (entry != counts_.end() && --entry->second == 0)
-            counts_.erase(entry);
-    }
-
-private:
-    std::mutex mutex_;
-    std::unordered_map<uid_t, unsigned> counts_;
-};
-
-// State shared by all workers and the control thread; everything in it is thread-safe.
-struct SharedState {
-    ConnectionSlots slots;
-    UidCounts uid_counts;
-    std::atomic<unsigned> open{0};             // running sessions
-    std::atomic<std::uint64_t> accepted{0};    // also numbers the connections
-    std::atomic<bool> out_of_resources{false}; // inside an episode of descriptor exhaustion
-};
-
-// What a worker reports to the control side. The callbacks run on the worker's thread.
-struct WorkerEvents {
-    // After begin_drain(), the last session has ended; after begin_handover(), the last session
-    // has let go of its connection.
-    std::function<void()> drained;
-    std::function<void(std::uint64_t id, PeerCredentials, const char* reason)> refused;
-    std::function<void()> session_ended;
-    // The accepting worker offers every connection it accepts: true when the callback gave it to
-    // another worker (serve_accepted()), false to serve it here. Runs on the accepting worker.
-    std::function<bool(int fd)> hand_out;
-};
+class WorkerPool;
 
 class Worker {
 public:
+    // A worker's life. A stop: serving, draining, finished. A restart: serving, handing_over,
+    // handed_over (its connections are with the pool; it serves those given back), draining,
+    // finished.
+    enum class Phase {
+        serving,      // the accepting worker accepts; every worker serves its sessions
+        handing_over, // no accepting; every session stops where it is and lets go of its connection
+        handed_over,  // every session has let go, which the pool was told
+        draining,     // no accepting; the pool is told when the last session has ended
+        finished,     // nothing left: the thread's event loop runs out of work and ends
+    };
+
     // `index` names the worker in the log. `listener` is the listening socket for the accepting
-    // worker, which closes it, and -1 for the others. `shared` must outlive the worker.
+    // worker, which closes it, and -1 for the others. `pool` must outlive the worker.
     Worker(unsigned index, std::size_t buffer_size, WorkerSettings settings, int listener,
-           SharedState& shared, WorkerEvents events);
+           WorkerPool& pool);
     ~Worker(); // stops the thread if it still runs
     Worker(const Worker&) = delete;
     Worker& operator=(const Worker&) = delete;
 
-    // Starts the thread and its accept loop.
-    void start();
-    // Waits until the thread has finished (after the drain).
-    void join();
+    // ---- Any thread ----
 
-    // Thread-safe; each takes effect on the worker's thread.
-    void serve_connected(int fd); // Accept=yes: serves one connection, for which a slot is taken
-    // A connection another worker accepted and handed out, with the slot it took.
-    void serve_accepted(int fd);
-    // Runs `task` on the worker's thread after everything posted to it before.
-    void post(std::function<void()> task);
+    void start(); // starts the thread and, on the accepting worker, the accept loop
+    void join();  // waits until the thread has finished (after the drain)
+    template <typename Function>
+    void post(Function&& function) {
+        boost::asio::post(context_, std::forward<Function>(function));
+    }
+    // Counts a connection given to this worker (accepted here, or posted to serve_accepted(),
+    // serve_connected() or resume()) before it is admitted; a refusal or the session's end takes
+    // it off again.
+    void reserve() { held_.fetch_add(1); }
+    // Connections held or on their way: what --max-connections limits (summed over the pool) and
+    // what the hand-out balances. The one count of this worker's connections.
+    unsigned held() const { return held_.load(); }
+    // A connection ended somewhere: a paused accept loop may go on.
+    void wake_accept_loop();
+    std::uint64_t bytes_echoed() const { return bytes_echoed_.load(std::memory_order_relaxed); }
+    std::uint64_t connections_cut() const { return cut_.load(std::memory_order_relaxed); }
+    std::uint64_t heartbeat() const { return heartbeat_.load(std::memory_order_relaxed); }
+
+    // ---- The worker's thread ----
+
+    void serve_connected(int fd); // Accept=yes: the one connection to serve
+    void serve_accepted(int fd);  // from accept4() on the accepting worker
     void apply(WorkerSettings settings);
-    void slot_freed(); // a slot was given back: a paused accept loop may go on
-    // Stops accepting (connections still in the listen backlog stay there) and reports `drained`
-    // when the last session has ended.
+    void set_heartbeat(std::uint64_t beat) { heartbeat_.store(beat, std::memory_order_relaxed); }
+    // Stops accepting (connections still in the listen backlog stay there); the pool is told when
+    // the last session has ended.
     void begin_drain();
     void force_close(); // closes every open connection; they count as cut
-    // A restart: stops accepting, as begin_drain(), and makes every session stop reading and let
-    // go of its connection with the bytes it could not write back yet (take_handed()). Reports
-    // `drained` when the last session has let go; the worker then waits for resume() (the
-    // connections the store did not take) and begin_drain().
+    // A restart: stops accepting, and makes every session stop reading and let go of its
+    // connection with the bytes it could not write back yet. The pool is given them when the last
+    // session has let go; the worker then waits for resume() and begin_drain().
     void begin_handover();
-    // Serves connections handed over by a previous process, or given back after a handover the
-    // store refused: their unsent bytes first, then as any session. The caller has taken a slot
-    // for each (--max-connections); the allow lists and the per-uid cap apply as to a new
-    // connection.
+    // Connections handed over by a previous process, or given back after a handover the store
+    // refused: their unsent bytes first, then as any session. Each was reserve()d; the allow
+    // lists and the per-uid cap apply as to a new connection.
     void resume(std::vector<HandedConnection> connections);
-    void post_heartbeat(std::uint64_t beat);
-
-    // Thread-safe readings.
-    std::uint64_t bytes_echoed() const;
-    std::uint64_t connections_cut() const;
-    std::uint64_t heartbeat() const; // the last beat the event loop ran
-    unsigned open_sessions() const;
-    // The connections the sessions let go of; call after begin_handover() reported `drained`.
-    std::vector<HandedConnection> take_handed();
 
 private:
-    class Impl;
-    std::unique_ptr<Impl> impl_;
+    // The completion handler of a session: reports a failure, gives back what admission took.
+    // Frame: it lives in co_spawn's frame as long as the session.
+    struct SessionEnded {
+        Worker* worker;
+        std::uint64_t id;                 // the number the log ties to the peer
+        std::optional<uid_t> counted_uid; // whose per-uid count to give back, if any
+        void operator()(std::exception_ptr failure) const;
+    };
+
+    // worker.cpp: accepting and admitting, on any kind of connection.
+    Task<void> accept_loop();
+    Task<void> wait_for_room();
+    void admit(StreamSocket socket, std::string unsent = {});
+    void connection_done(); // a reserved connection was refused or its session ended
+    Task<void> housekeeping();
+    void close_idle_connections();
+    void close_and_log(Connection& connection, std::string_view why);
+    void log_end(Connection& connection, std::string_view how);
+    void report_if_done();
+
+    // session.cpp: the life of a stream connection.
+    Task<void> session(Connection connection);
+    void write_unsent_then_serve(Connection connection, std::string unsent, SessionEnded ended);
+    void end_session(Connection& connection);
+    void let_go(Connection& connection, boost::asio::const_buffer unsent);
+    Task<bool> echo_read(Connection& connection, const FrameBuffer& buffer, std::size_t received);
+    Task<bool> echo(Connection& connection, boost::asio::const_buffer data);
+    Task<bool> echo_burst(Connection& connection, boost::asio::const_buffer already_read);
+    void count_echoed(Connection& connection, std::size_t bytes) {
+        bytes_echoed_.store(bytes_echoed_.load(std::memory_order_relaxed) + bytes,
+                            std::memory_order_relaxed); // only this thread writes it
+        if (connection.log)
+            connection.log->echoed += bytes;
+    }
+
+    unsigned index_;
+    WorkerPool& pool_;
+    BufferPool buffers_;
+    WorkerSettings settings_;
+    ConnectionList connections_;
+    Timer* housekeeping_timer_ = nullptr;
+    std::uint64_t tick_ = 0;
+    Phase phase_ = Phase::serving;
+    // A restart: the connections the sessions let go of, given to the pool in one piece.
+    std::vector<HandedConnection> handed_;
+    std::atomic<unsigned> held_{0};
+    std::atomic<std::uint64_t> bytes_echoed_{0};
+    std::atomic<std::uint64_t> cut_{0};
+    std::atomic<std::uint64_t> heartbeat_{0};
+    std::atomic<bool> accept_paused_{false};
+    // Declared after everything a session's frame touches: destroying the context destroys any
+    // frame still suspended in it, whose cleanup uses the members above.
+    boost::asio::io_context context_{1};
+    // I/O objects must go before their context.
+    StreamAcceptor acceptor_;
+    Timer resume_accepting_;
+    std::thread thread_;
 };
 
 } // namespace uds_echo::daemon

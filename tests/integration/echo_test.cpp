@@ -130,7 +130,7 @@ BOOST_AUTO_TEST_CASE(a_single_byte_comes_back) {
 }
 
 BOOST_AUTO_TEST_CASE(every_message_size_around_the_sessions_own_buffer) {
-    // A session reads up to 96 bytes (first_read_size in lib/daemon/worker_impl.hpp) into its own
+    // A session reads up to 96 bytes (frame_buffer_size in lib/daemon/connection.hpp) into its own
     // frame and continues a longer message in a pooled buffer: sizes on both sides of that edge,
     // one message at a time on one connection, then each size alone followed by end of file (the
     // pooled read meets the end).
