@@ -34,9 +34,10 @@ ServerSocket activated_sockets(PassedDescriptors& passed) {
     sockets.socket_activated = true;
     sockets.resumed = std::move(passed.resumed);
     for (const auto& socket : passed.sockets) {
+        // Accept=yes: the one connected socket, of either type, is `fd`.
         if (socket.type == SocketType::datagram)
             sockets.datagram_fd = socket.fd;
-        else if (socket.type == SocketType::seqpacket)
+        else if (socket.type == SocketType::seqpacket && socket.listening)
             sockets.seqpacket_fd = socket.fd;
         else
             sockets.fd = socket.fd;

@@ -10,7 +10,7 @@
 
 namespace uds_echo {
 
-enum class SocketType {
+enum class SocketType : unsigned char {
     stream,    // SOCK_STREAM: a byte stream, echoed byte for byte
     seqpacket, // SOCK_SEQPACKET: connections that keep message boundaries
     datagram,  // SOCK_DGRAM: no connection, each datagram answered to its sender's address
@@ -19,6 +19,12 @@ enum class SocketType {
 // Every seqpacket message and datagram up to this size is echoed whole, whatever --buffer-size
 // says; the client cuts its streamed input into messages of this size at most.
 inline constexpr std::size_t guaranteed_message_size = 64 * 1024;
+
+// The largest seqpacket message or datagram the daemon echoes whole for a --buffer-size: the
+// buffer size, and never less than guaranteed_message_size.
+constexpr std::size_t message_capacity(std::size_t buffer_size) {
+    return buffer_size > guaranteed_message_size ? buffer_size : guaranteed_message_size;
+}
 
 inline constexpr SocketType all_socket_types[] = {SocketType::stream, SocketType::seqpacket,
                                                   SocketType::datagram};

@@ -30,10 +30,6 @@ namespace uds_echo::daemon {
 
 namespace asio = boost::asio;
 
-std::size_t message_capacity(std::size_t buffer_size) {
-    return std::max(buffer_size, guaranteed_message_size);
-}
-
 class DatagramEcho::Loop {
 public:
     Loop(FileDescriptor socket, std::size_t buffer_size, AccessPolicy access)
@@ -152,8 +148,8 @@ private:
             const auto peer = sender_credentials(message);
             if (!peer || !access_.allows(*peer)) {
                 add(refused_);
-                refusals_.add(id, peer.value_or(PeerCredentials{}),
-                              peer ? "not in the allow lists" : "no credentials");
+                refusals_.add(id, peer,
+                              peer ? "not in allow-uid or allow-gid" : "it carries no credentials");
                 return true;
             }
         }

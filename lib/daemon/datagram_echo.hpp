@@ -27,10 +27,6 @@ struct DatagramFigures {
     }
 };
 
-// The largest datagram (and seqpacket message) echoed whole for a --buffer-size: the buffer
-// size, and never less than guaranteed_message_size (64 KiB).
-std::size_t message_capacity(std::size_t buffer_size);
-
 class DatagramEcho {
 public:
     // Takes the socket: a bound AF_UNIX datagram socket, non-blocking or not.

@@ -93,7 +93,8 @@ public:
         , watchdog_timer_(control_)
         // One connection needs one worker, whatever --threads says.
         , pool_(control_, socket_.connected ? 1 : config_.threads, config_.buffer_size,
-                worker_settings(), socket_.connected ? -1 : socket_.fd,
+                worker_settings(),
+                socket_.connected ? Listeners{} : Listeners{socket_.fd, socket_.seqpacket_fd},
                 [this](const char* why) { begin_shutdown(why); }) {
         signals_.add(SIGUSR1);
         signals_.add(SIGUSR2);

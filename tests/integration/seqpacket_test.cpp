@@ -189,7 +189,10 @@ BOOST_AUTO_TEST_CASE(a_peer_not_in_the_allow_lists_is_closed_before_any_echo) {
     ::send(client.get(), "refused", 7, MSG_NOSIGNAL);
     BOOST_TEST(!receive_message(client.get()).has_value());
     BOOST_TEST(wait_until(
-        [&] { return contains(d.daemon.process.stderr_text(), "refused: not in the allow lists"); },
+        [&] {
+            return contains(d.daemon.process.stderr_text(),
+                            "refused: not in allow-uid or allow-gid");
+        },
         5s));
 }
 
