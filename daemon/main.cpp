@@ -15,9 +15,38 @@
 
 namespace {
 
+using namespace uds_echo;
+using namespace uds_echo::daemon;
+
+// Creates the socket of `type` at `path` as the configuration says, and logs it.
+Listener create_listener_of(const DaemonConfig& config, SocketType type, const std::string& path) {
+    auto listener =
+        create_listener(ListenerOptions{path, type, config.socket_mode, config.socket_group,
+                                        is_private_tmp_path(path, current_user())});
+    UDS_LOG(info) << (type == SocketType::stream ? "listening on " : "listening (") << path
+                  << (type == SocketType::stream ? "" : ", " + std::string(to_string(type)) + ")");
+    return listener;
+}
+
+// What the server serves of the sockets systemd passed.
+ServerSocket activated_sockets(PassedDescriptors& passed) {
+    ServerSocket sockets;
+    sockets.socket_activated = true;
+    sockets.resumed = std::move(passed.resumed);
+    for (const auto& socket : passed.sockets) {
+        // Accept=yes: the one connected socket, of either type, is `fd`.
+        if (socket.type == SocketType::datagram)
+            sockets.datagram_fd = socket.fd;
+        else if (socket.type == SocketType::seqpacket && socket.listening)
+            sockets.seqpacket_fd = socket.fd;
+        else
+            sockets.fd = socket.fd;
+        sockets.connected = sockets.connected || !socket.listening;
+    }
+    return sockets;
+}
+
 int run(const std::vector<std::string>& args) {
-    using namespace uds_echo;
-    using namespace uds_echo::daemon;
     auto parsed = parse_daemon_config(args);
     if (auto* information = std::get_if<InformationRequest>(&parsed)) {
         std::cout << information->text;
@@ -35,24 +64,27 @@ int run(const std::vector<std::string>& args) {
     std::signal(SIGPIPE, SIG_IGN);
 
     raise_descriptor_limit();
-    // A socket passed by systemd wins over creating one; the file it may have belongs to systemd.
+    // Sockets passed by systemd win over creating any; the files they may have belong to systemd.
     auto passed = take_passed_descriptors();
-    if (const auto activated = passed.socket) {
-        Server server(
-            std::move(config),
-            ServerSocket{activated->fd, !activated->listening, true, std::move(passed.resumed)},
-            args);
-        return to_int(server.run());
-    }
+    if (!passed.sockets.empty())
+        return to_int(Server(std::move(config), activated_sockets(passed), args).run());
     if (config.exit_on_idle.count() > 0)
         UDS_LOG(warning) << "exit-on-idle is only used when socket-activated; ignoring it";
-    const auto listener =
-        create_listener(ListenerOptions{config.socket_path, config.socket_mode, config.socket_group,
-                                        is_private_tmp_path(config.socket_path, current_user())});
-    UDS_LOG(info) << "listening on " << config.socket_path;
-    Server server(std::move(config),
-                  ServerSocket{listener.fd, false, false, std::move(passed.resumed)}, args);
-    return to_int(server.run());
+    const auto stream = create_listener_of(config, SocketType::stream, config.socket_path);
+    std::optional<Listener> datagram;
+    if (!config.datagram_socket_path.empty())
+        datagram.emplace(
+            create_listener_of(config, SocketType::datagram, config.datagram_socket_path));
+    std::optional<Listener> seqpacket;
+    if (!config.seqpacket_socket_path.empty())
+        seqpacket.emplace(
+            create_listener_of(config, SocketType::seqpacket, config.seqpacket_socket_path));
+    ServerSocket sockets;
+    sockets.fd = stream.fd;
+    sockets.seqpacket_fd = seqpacket ? seqpacket->fd : -1;
+    sockets.datagram_fd = datagram ? datagram->fd : -1;
+    sockets.resumed = std::move(passed.resumed);
+    return to_int(Server(std::move(config), std::move(sockets), args).run());
 }
 
 } // namespace

@@ -1,6 +1,7 @@
 #include "client/command_line.hpp"
 
 #include "common/config_file.hpp"
+#include "common/config_values.hpp"
 #include "common/help_text.hpp"
 #include "common/paths.hpp"
 
@@ -40,6 +41,8 @@ constexpr OptionRow common_table[] = {
     {"socket", 's', "PATH",
      "socket path; @NAME is a Linux abstract socket [per-user, then "
      "system path, see uds-echo(1)]"},
+    {"type", '\0', "TYPE",
+     "socket type: stream, seqpacket or datagram; each has a default path of its own [stream]"},
     {"timeout", 't', "SEC", "seconds to wait for the connection and for each reply [5]"},
     {"quiet", 'q', nullptr,
      "do not print the echo of a MESSAGE; ping: only the first line and "
@@ -350,14 +353,43 @@ std::optional<std::string> socket_from_environment() {
     return value;
 }
 
+SocketType socket_type(const po::variables_map& values) {
+    const auto text = text_of(values, "type");
+    if (!text)
+        return SocketType::stream;
+    if (const auto type = socket_type_named(*text))
+        return *type;
+    throw Failure(ExitCode::usage, "--type: " + quoted(*text) +
+                                       " is not a socket type (stream, seqpacket, datagram)");
+}
+
+// The config file's path for a type: `socket =` names the stream socket only.
+std::optional<std::string> config_file_socket(const ConfigFileSockets& sockets, SocketType type) {
+    switch (type) {
+    case SocketType::stream:
+        return sockets.stream;
+    case SocketType::seqpacket:
+        return sockets.seqpacket;
+    case SocketType::datagram:
+        return sockets.datagram;
+    }
+    return std::nullopt;
+}
+
 ClientOptions client_options(const po::variables_map& values) {
     ClientOptions options;
-    PathSources sources{text_of(values, "socket"), socket_from_environment(), std::nullopt};
+    options.type = socket_type(values);
+    // UDS_ECHO_SOCKET, like `socket =`, names the stream socket.
+    PathSources sources{text_of(values, "socket"),
+                        options.type == SocketType::stream ? socket_from_environment()
+                                                           : std::nullopt,
+                        std::nullopt};
     // The config file is read only when nothing more important names the socket, so that a
     // broken system file does not stand in the way of an explicit --socket.
     if (!sources.command_line && !sources.environment)
-        sources.config_file = read_sockets_from_config_file(system_config_path).stream;
-    options.socket_candidates = client_socket_candidates(sources, current_user());
+        sources.config_file =
+            config_file_socket(read_sockets_from_config_file(system_config_path), options.type);
+    options.socket_candidates = client_socket_candidates(sources, current_user(), options.type);
     if (const auto timeout = text_of(values, "timeout"))
         options.timeout = to_milliseconds(parse_seconds(*timeout, "--timeout", false));
     options.quiet = values["quiet"].as<bool>();

@@ -87,10 +87,28 @@ std::string explain_refusal(const std::string& path) {
     return "nothing is listening at " + path + " (stale socket file?)";
 }
 
-// Only the system socket is the one the shipped units serve.
+// Only the system sockets are the ones the shipped units serve.
+bool is_system_path(const std::string& path) {
+    return std::any_of(std::begin(all_socket_types), std::end(all_socket_types),
+                       [&](SocketType type) { return path == system_socket_path_of(type); });
+}
+
 std::string start_hint(const std::string& path) {
-    return path == system_socket_path ? "is it running? try: systemctl start uds-echo.socket"
-                                      : "is the daemon running?";
+    return is_system_path(path) ? "is it running? try: systemctl start uds-echo.socket"
+                                : "is the daemon running?";
+}
+
+// The type of the socket at `path`, found by connecting with each type in turn: for the message
+// that says a client of one type met a socket of another.
+std::optional<SocketType> type_listening_at(const std::string& path) {
+    const auto endpoint = make_endpoint(path);
+    for (const auto type : all_socket_types) {
+        FileDescriptor probe(::socket(AF_UNIX, kernel_socket_type(type) | SOCK_CLOEXEC, 0));
+        if (probe.valid() &&
+            ::connect(probe.get(), endpoint.data(), static_cast<socklen_t>(endpoint.size())) == 0)
+            return type;
+    }
+    return std::nullopt;
 }
 
 // Why one candidate was not used.
@@ -116,7 +134,7 @@ Failure none_answered(const std::vector<Skipped>& skipped) {
         const auto& candidate = skipped[i];
         message += (i > 0 ? "; " : "") + candidate.path + ": ";
         message += candidate.missing ? "no such socket" : candidate.failure.what();
-        system_path_missing |= candidate.missing && candidate.path == system_socket_path;
+        system_path_missing |= candidate.missing && is_system_path(candidate.path);
     }
     if (system_path_missing)
         message += " (" + start_hint(system_socket_path) + ")";
@@ -152,8 +170,33 @@ void warn_about_unsafe(const std::vector<Skipped>& skipped) {
 
 } // namespace
 
-Failure connect_failure(const std::string& path, int error, milliseconds timeout) {
+FileDescriptor client_socket(SocketType type) {
+    FileDescriptor fd(
+        ::socket(AF_UNIX, kernel_socket_type(type) | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    if (!fd.valid())
+        throw Failure(ExitCode::os_error,
+                      std::string("cannot create a socket: ") + std::strerror(errno));
+    if (type == SocketType::datagram) {
+        const sa_family_t family = AF_UNIX;
+        if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&family), sizeof family) != 0)
+            throw Failure(ExitCode::os_error, std::string("cannot bind an address to receive "
+                                                          "the echo: ") +
+                                                  std::strerror(errno));
+    }
+    return fd;
+}
+
+Failure connect_failure(const std::string& path, int error, milliseconds timeout, SocketType type) {
     switch (error) {
+    case EPROTOTYPE: {
+        const auto there = type_listening_at(path);
+        return Failure(ExitCode::unavailable,
+                       path + " is " +
+                           (there ? "a " + std::string(to_string(*there)) + " socket"
+                                  : "a socket of another type") +
+                           ", not a " + std::string(to_string(type)) + " one" +
+                           (there ? " (use --type " + std::string(to_string(*there)) + ")" : ""));
+    }
     case ENOENT:
     case ENOTDIR:
         return Failure(ExitCode::unavailable, "no daemon listens at " + path +
@@ -177,14 +220,6 @@ Failure connect_failure(const std::string& path, int error, milliseconds timeout
     }
 }
 
-FileDescriptor stream_socket() {
-    FileDescriptor fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-    if (!fd.valid())
-        throw Failure(ExitCode::os_error,
-                      std::string("cannot create a socket: ") + std::strerror(errno));
-    return fd;
-}
-
 int connect_once(int fd, const asio::local::stream_protocol::endpoint& endpoint) {
     for (;;) {
         if (::connect(fd, endpoint.data(), static_cast<socklen_t>(endpoint.size())) == 0)
@@ -200,8 +235,8 @@ int connect_once(int fd, const asio::local::stream_protocol::endpoint& endpoint)
 // is retried with a short backoff until the deadline.
 asio::awaitable<ConnectAttempt>
 connect_with_retry(const asio::local::stream_protocol::endpoint& endpoint,
-                   Clock::time_point deadline) {
-    FileDescriptor fd = stream_socket();
+                   Clock::time_point deadline, SocketType type) {
+    auto fd = client_socket(type);
     std::optional<asio::steady_timer> backoff_timer;
     auto backoff = first_backlog_retry;
     for (;;) {
@@ -232,12 +267,12 @@ asio::awaitable<DaemonConnection> connect_to_daemon(const ClientOptions& options
             skipped.push_back(std::move(*unsafe));
             continue;
         }
-        auto attempt = co_await connect_with_retry(make_endpoint(path), deadline);
+        auto attempt = co_await connect_with_retry(make_endpoint(path), deadline, options.type);
         if (attempt.fd.valid()) {
             warn_about_unsafe(skipped);
             co_return DaemonConnection{std::move(attempt.fd), path};
         }
-        auto failure = connect_failure(path, attempt.error, options.timeout);
+        auto failure = connect_failure(path, attempt.error, options.timeout, options.type);
         // A daemon that is there but cannot be reached in time, or an unexpected error, ends the
         // search: another candidate would hide what is wrong with this one.
         if (failure.code() == ExitCode::temp_failure || failure.code() == ExitCode::os_error)

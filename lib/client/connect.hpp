@@ -5,6 +5,7 @@
 
 #include "common/exit_codes.hpp"
 #include "common/file_descriptor.hpp"
+#include "common/socket_type.hpp"
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
@@ -20,9 +21,12 @@ struct ClientOptions {
     std::vector<std::string> socket_candidates; // tried in order, see client_socket_candidates()
     std::chrono::milliseconds timeout{5000};    // connect, and each wait for a reply
     bool quiet = false;
+    SocketType type = SocketType::stream; // --type
 };
 
-// A connected descriptor (non-blocking, close-on-exec) and the candidate it reached.
+// A connected descriptor (non-blocking, close-on-exec) and the candidate it reached. A datagram
+// socket is bound to an autobound abstract address first, so that the daemon can answer it
+// (docs/protocol.md), and connected: it sends to and receives from the daemon only.
 struct DaemonConnection {
     FileDescriptor fd;
     std::string path;
@@ -43,8 +47,10 @@ struct ConnectAttempt {
     int error = 0;
 };
 
-// A new non-blocking, close-on-exec Unix stream socket; throws Failure (71) when none can be made.
-FileDescriptor stream_socket();
+// A new non-blocking, close-on-exec Unix socket of `type`; throws Failure (71) when none can be
+// made. A datagram socket is autobound (an abstract name the kernel picks): the only kind of
+// address the daemon answers, and one that leaves no file behind.
+FileDescriptor client_socket(SocketType type = SocketType::stream);
 
 // One connect() of the non-blocking socket `fd` to `endpoint`: 0 when connected, else the errno.
 // For AF_UNIX a non-blocking connect() completes at once or fails; EAGAIN means the listen
@@ -57,13 +63,16 @@ inline std::chrono::milliseconds next_backlog_retry(std::chrono::milliseconds ba
     return std::min(backoff * 2, std::chrono::milliseconds(50));
 }
 
-// One connection to `endpoint`, retried with a short backoff while the listen backlog is full
-// (EAGAIN) until `deadline`.
+// One connection of `type` to `endpoint`, retried with a short backoff while the listen backlog
+// is full (EAGAIN) until `deadline`.
 boost::asio::awaitable<ConnectAttempt>
 connect_with_retry(const boost::asio::local::stream_protocol::endpoint& endpoint,
-                   std::chrono::steady_clock::time_point deadline);
+                   std::chrono::steady_clock::time_point deadline,
+                   SocketType type = SocketType::stream);
 
-// The failure for a connection to `path` that ended with `error`, as the user reads it.
-Failure connect_failure(const std::string& path, int error, std::chrono::milliseconds timeout);
+// The failure for a connection of `type` to `path` that ended with `error`, as the user reads
+// it. EPROTOTYPE (a socket of another type is there) names the type that is.
+Failure connect_failure(const std::string& path, int error, std::chrono::milliseconds timeout,
+                        SocketType type = SocketType::stream);
 
 } // namespace uds_echo::client

@@ -132,6 +132,16 @@ private:
 constexpr std::size_t max_unverified_bytes = 4 * 1024 * 1024;
 constexpr std::size_t chunk_size = 256 * 1024;
 
+// On a seqpacket or datagram socket each read of the input is sent as one message, of at most
+// the size every daemon echoes whole. Datagrams go one at a time: a reply that finds the
+// client's receive queue full is dropped by the daemon, so at most one may be on its way back.
+std::size_t message_limit(SocketType type) {
+    return type == SocketType::stream ? chunk_size : guaranteed_message_size;
+}
+std::size_t unverified_limit(SocketType type) {
+    return type == SocketType::datagram ? guaranteed_message_size : max_unverified_bytes;
+}
+
 // The bytes of the stream that were read from the input and whose echo has not been checked
 // yet, in a fixed ring. Offsets count from the start of the stream.
 class UnverifiedBytes {
@@ -189,13 +199,16 @@ private:
 // everything still pending.
 class Stream {
 public:
-    Stream(FileDescriptor connection, std::chrono::milliseconds timeout, int input_fd,
-           int output_fd)
-        : socket_(context_, asio::local::stream_protocol(), connection.release())
+    // A seqpacket or datagram socket goes through the same stream socket object: one send() is
+    // one message, and one receive into a buffer larger than any message is one message.
+    Stream(FileDescriptor connection, SocketType type, std::chrono::milliseconds timeout,
+           int input_fd, int output_fd)
+        : type_(type)
+        , socket_(context_, asio::local::stream_protocol(), connection.release())
         , deadline_(context_.get_executor(), timeout)
         , input_(context_.get_executor(), input_fd)
         , output_(context_.get_executor(), output_fd)
-        , pending_(max_unverified_bytes)
+        , pending_(unverified_limit(type))
         , space_freed_(context_.get_executor())
         , echo_buffer_(chunk_size) {}
 
@@ -224,7 +237,7 @@ private:
             if (stopping_)
                 co_return;
             auto space = pending_.free_space();
-            space = space.first(std::min(space.size(), chunk_size));
+            space = space.first(std::min(space.size(), message_limit(type_)));
             auto [read_error, count] = co_await input_.read_some(space);
             if (stopping_)
                 co_return;
@@ -250,9 +263,16 @@ private:
             deadline_.progress();
         }
         input_ended_ = true;
+        deadline_.progress();
+        // A datagram socket has no end of file to send: the exchange is over once every echo
+        // is back.
+        if (type_ == SocketType::datagram) {
+            if (pending_.held() == 0)
+                stop();
+            co_return;
+        }
         error_code ignored;
         socket_.shutdown(Socket::shutdown_send, ignored);
-        deadline_.progress();
     }
 
     asio::awaitable<void> receive_echo() {
@@ -293,6 +313,10 @@ private:
                              "cannot write the output: " + write_error.message()));
                 co_return;
             }
+            if (type_ == SocketType::datagram && input_ended_ && pending_.held() == 0) {
+                stop();
+                co_return;
+            }
         }
     }
 
@@ -331,6 +355,7 @@ private:
     }
 
     asio::io_context context_{1};
+    SocketType type_;
     Socket socket_;
     ReplyDeadline deadline_;
     LocalFile input_;
@@ -354,8 +379,8 @@ asio::awaitable<FileDescriptor> connect_descriptor(const ClientOptions& options)
 
 ExitCode echo_stream(const ClientOptions& options, int input_fd, int output_fd) {
     asio::io_context connecting(1);
-    Stream stream(run_coroutine(connecting, connect_descriptor(options)), options.timeout, input_fd,
-                  output_fd);
+    Stream stream(run_coroutine(connecting, connect_descriptor(options)), options.type,
+                  options.timeout, input_fd, output_fd);
     stream.exchange();
     return ExitCode::ok;
 }

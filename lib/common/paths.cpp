@@ -61,12 +61,22 @@ bool is_abstract(const std::string& path) {
     return !path.empty() && path.front() == '@';
 }
 
-std::string default_socket_path(const UserContext& user) {
+std::string socket_file_name(SocketType type) {
+    if (type == SocketType::stream)
+        return "uds-echo.sock";
+    return "uds-echo-" + std::string(to_string(type)) + ".sock";
+}
+
+std::string system_socket_path_of(SocketType type) {
+    return std::string(system_socket_directory) + "/" + socket_file_name(type);
+}
+
+std::string default_socket_path(const UserContext& user, SocketType type) {
     if (user.uid == 0)
-        return system_socket_path;
+        return system_socket_path_of(type);
     if (auto dir = non_empty(user.xdg_runtime_dir))
-        return without_trailing_slashes(*dir) + "/uds-echo.sock";
-    return private_tmp_directory(user.uid) + "/uds-echo.sock";
+        return without_trailing_slashes(*dir) + "/" + socket_file_name(type);
+    return private_tmp_directory(user.uid) + "/" + socket_file_name(type);
 }
 
 std::optional<std::string> explicit_socket_path(const PathSources& sources) {
@@ -86,12 +96,12 @@ std::string resolve_socket_path(const PathSources& sources, const UserContext& u
 }
 
 std::vector<std::string> client_socket_candidates(const PathSources& sources,
-                                                  const UserContext& user) {
+                                                  const UserContext& user, SocketType type) {
     if (auto path = explicit_socket_path(sources))
         return {*path};
-    std::vector<std::string> candidates{default_socket_path(user)};
-    if (candidates.front() != system_socket_path)
-        candidates.emplace_back(system_socket_path);
+    std::vector<std::string> candidates{default_socket_path(user, type)};
+    if (candidates.front() != system_socket_path_of(type))
+        candidates.push_back(system_socket_path_of(type));
     return candidates;
 }
 

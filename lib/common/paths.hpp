@@ -2,6 +2,7 @@
 #pragma once
 
 #include "common/exit_codes.hpp"
+#include "common/socket_type.hpp"
 
 #include <boost/asio/local/stream_protocol.hpp>
 #include <sys/types.h>
@@ -17,6 +18,7 @@ namespace uds_echo {
 constexpr std::size_t max_socket_path_length = 107;
 
 constexpr const char* system_socket_path = "/run/uds-echo/uds-echo.sock";
+constexpr const char* system_socket_directory = "/run/uds-echo";
 constexpr const char* system_config_path = "/etc/uds-echo/uds-echo.conf";
 constexpr const char* socket_env_variable = "UDS_ECHO_SOCKET";
 
@@ -41,9 +43,16 @@ bool is_abstract(const std::string& path);
 // The directory part of `path`: "/" for "/name", "." for a bare name.
 std::string parent_directory(const std::string& path);
 
-// The default path for this user: /run/uds-echo/uds-echo.sock for root, else
-// $XDG_RUNTIME_DIR/uds-echo.sock, else /tmp/uds-echo-$UID/uds-echo.sock.
-std::string default_socket_path(const UserContext& user);
+// The file name of each type's socket in the default directories: uds-echo.sock,
+// uds-echo-seqpacket.sock, uds-echo-datagram.sock.
+std::string socket_file_name(SocketType type);
+
+// The system path of a type: /run/uds-echo/ and its file name.
+std::string system_socket_path_of(SocketType type);
+
+// The default path for this user: in /run/uds-echo/ for root, else in $XDG_RUNTIME_DIR, else in
+// /tmp/uds-echo-$UID/; the file name is the type's.
+std::string default_socket_path(const UserContext& user, SocketType type = SocketType::stream);
 
 // The first explicitly given path (command line, environment, config file), if any.
 std::optional<std::string> explicit_socket_path(const PathSources& sources);
@@ -52,9 +61,10 @@ std::optional<std::string> explicit_socket_path(const PathSources& sources);
 std::string resolve_socket_path(const PathSources& sources, const UserContext& user);
 
 // The client's candidates, tried in order: the explicit path alone, or else the per-user default
-// followed by the system path (once, when they are the same).
+// followed by the system path (once, when they are the same), both of `type`.
 std::vector<std::string> client_socket_candidates(const PathSources& sources,
-                                                  const UserContext& user);
+                                                  const UserContext& user,
+                                                  SocketType type = SocketType::stream);
 
 // Throws Failure(code) with a message naming the path if it is empty, contains a NUL byte or is
 // longer than sun_path allows. `code` is the exit code of the caller's context (64 for the

@@ -18,7 +18,8 @@ bool AccessPolicy::allows(const PeerCredentials& peer) const {
 }
 
 boost::log::record_ostream& operator<<(boost::log::record_ostream& out, const PeerInLog& peer) {
-    out << LogField{"connection", static_cast<std::int64_t>(peer.id)} << "connection " << peer.id;
+    out << LogField{peer.subject, static_cast<std::int64_t>(peer.id)} << peer.subject << ' '
+        << peer.id;
     if (peer.peer)
         out << LogField{"pid", peer.peer->pid} << LogField{"uid", peer.peer->uid}
             << LogField{"gid", peer.peer->gid} << " (pid " << peer.peer->pid << ", uid "

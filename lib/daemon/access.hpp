@@ -29,11 +29,13 @@ struct AccessPolicy {
 };
 
 // A connection as the log names it: "connection ID (pid P, uid U, gid G)", or "connection ID"
-// without credentials. Streamed into UDS_LOG, the numbers are also fields of their own
+// without credentials (a datagram: "datagram ID ..."). Streamed into UDS_LOG, the numbers are also
+// fields of their own
 // ("connection", "pid", "uid", "gid": LogField).
 struct PeerInLog {
     std::uint64_t id;
     std::optional<PeerCredentials> peer;
+    const char* subject = "connection"; // or "datagram": what the id counts
 };
 boost::log::record_ostream& operator<<(boost::log::record_ostream& out, const PeerInLog& peer);
 

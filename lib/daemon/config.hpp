@@ -25,6 +25,8 @@ constexpr std::size_t max_buffer_size = 64 * 1024 * 1024;
 struct DaemonConfig {
     std::string config_file; // the file that was read; empty when none
     std::string socket_path; // resolved (see "Socket path" in docs/configuration.md), validated
+    std::string seqpacket_socket_path; // --seqpacket-socket, validated; empty: none
+    std::string datagram_socket_path;  // --datagram-socket, validated; empty: none
     mode_t socket_mode = 0660;
     std::optional<gid_t> socket_group; // resolved from a name or a number
     unsigned threads = 1;              // resolved: 0 on input becomes default_worker_count()

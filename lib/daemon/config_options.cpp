@@ -103,6 +103,17 @@ constexpr Field socket_field{[](const Setting& setting, SourceState& state) {
                              field_differs<&DaemonConfig::socket_path>,
                              copy_field<&DaemonConfig::socket_path>};
 
+// A path of the seqpacket or datagram socket, stored as written: the environment does not name
+// these, so there is nothing to resolve. Empty: none.
+template <auto path>
+constexpr Field message_socket_field() {
+    return {[](const Setting& setting, SourceState& state) {
+                validate_socket_setting(setting);
+                state.config.*path = setting.value;
+            },
+            print_field<path_text, path>, field_differs<path>, copy_field<path>};
+}
+
 constexpr Field check_config_field{
     [](const Setting&, SourceState& state) { state.config.check_config = true; }};
 
@@ -194,6 +205,20 @@ constexpr std::array options_table{
            .in_file = true,
            .change = restart,
            .field = socket_field},
+    Option{.name = "seqpacket-socket",
+           .argument = "PATH",
+           .default_text = "none",
+           .help = "also serve a SOCK_SEQPACKET socket at PATH; @NAME is abstract",
+           .in_file = true,
+           .change = restart,
+           .field = message_socket_field<&DaemonConfig::seqpacket_socket_path>()},
+    Option{.name = "datagram-socket",
+           .argument = "PATH",
+           .default_text = "none",
+           .help = "also serve a SOCK_DGRAM socket at PATH; @NAME is abstract",
+           .in_file = true,
+           .change = restart,
+           .field = message_socket_field<&DaemonConfig::datagram_socket_path>()},
     Option{.name = "socket-mode",
            .argument = "OCTAL",
            .default_text = "0660",

@@ -2,6 +2,8 @@
 // here lives on one worker's thread.
 #pragma once
 
+#include "common/socket_type.hpp"
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/deferred.hpp>
@@ -54,13 +56,20 @@ struct ConnectionLog {
 // idle sweep, a forced close and a handover find it) when the frame ends.
 using AutoUnlinkHook =
     boost::intrusive::list_base_hook<boost::intrusive::link_mode<boost::intrusive::auto_unlink>>;
+//
+// A seqpacket connection is held in the same StreamSocket type: Asio's socket types differ only in
+// their protocol tag, and one type lets the idle sweep, the forced close and the handover treat
+// both kinds alike. The seqpacket session does its own message I/O on the descriptor.
 struct Connection : AutoUnlinkHook {
-    Connection(StreamSocket socket, std::uint64_t now_tick, std::unique_ptr<ConnectionLog> log)
+    Connection(StreamSocket socket, SocketType type, std::uint64_t now_tick,
+               std::unique_ptr<ConnectionLog> log)
         : socket(std::move(socket))
+        , type(type)
         , last_activity_tick(now_tick)
         , log(std::move(log)) {}
 
     StreamSocket socket;
+    SocketType type;                    // stream or seqpacket
     std::uint64_t last_activity_tick;   // the worker's housekeeping tick of the last message
     std::unique_ptr<ConnectionLog> log; // null below debug level, and once the end is logged
 };

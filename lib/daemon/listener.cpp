@@ -82,10 +82,11 @@ void ensure_parent_directory(const std::string& path, bool private_parent) {
     warn_if_others_can_replace(directory, status);
 }
 
-// True when a daemon accepts connections at `path`. connect() on a socket file with no listener
-// fails with ECONNREFUSED: the file is stale.
-bool someone_listens(const std::string& path) {
-    FileDescriptor probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+// True when a daemon accepts connections (or datagrams) at `path`. connect() on a socket file
+// with no socket bound to it fails with ECONNREFUSED: the file is stale. The probe has the type
+// of the socket to be created; a live socket of another type answers EPROTOTYPE.
+bool someone_listens(const std::string& path, SocketType type) {
+    FileDescriptor probe(::socket(AF_UNIX, kernel_socket_type(type) | SOCK_CLOEXEC, 0));
     if (probe.get() < 0)
         throw creation_failure("cannot create a socket", errno);
     socklen_t length = 0;
@@ -94,14 +95,14 @@ bool someone_listens(const std::string& path) {
         return true;
     if (errno == ECONNREFUSED)
         return false;
-    // EAGAIN: a live listener whose backlog is full.
-    if (errno == EAGAIN)
+    // EAGAIN: a live listener whose backlog is full. EPROTOTYPE: a live socket of another type.
+    if (errno == EAGAIN || errno == EPROTOTYPE)
         return true;
     throw creation_failure("cannot probe the existing socket " + path, errno);
 }
 
 // Makes the path free for bind(), or explains why it is not.
-void clear_stale_socket(const std::string& path) {
+void clear_stale_socket(const std::string& path, SocketType type) {
     struct stat status {};
     if (::lstat(path.c_str(), &status) != 0) {
         if (errno == ENOENT)
@@ -114,7 +115,7 @@ void clear_stale_socket(const std::string& path) {
     if (!S_ISSOCK(status.st_mode))
         throw Failure(ExitCode::cannot_create,
                       path + " exists and is not a socket; refusing to remove it");
-    if (someone_listens(path))
+    if (someone_listens(path, type))
         throw Failure(ExitCode::cannot_create, "another daemon is already listening on " + path);
     if (::unlink(path.c_str()) != 0 && errno != ENOENT)
         throw creation_failure("cannot remove the stale socket " + path, errno);
@@ -193,12 +194,20 @@ Listener create_listener(const ListenerOptions& options) {
     const bool abstract = is_abstract(options.path);
     if (!abstract) {
         ensure_parent_directory(options.path, options.private_parent);
-        clear_stale_socket(options.path);
+        clear_stale_socket(options.path, options.type);
     }
 
-    FileDescriptor fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    FileDescriptor fd(
+        ::socket(AF_UNIX, kernel_socket_type(options.type) | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
     if (fd.get() < 0)
         throw creation_failure("cannot create a socket", errno);
+    const bool datagram = options.type == SocketType::datagram;
+    // A datagram that arrives before SO_PASSCRED carries no credentials, and the kernel then
+    // reports the overflow ids (uid and gid 65534) for it: the allow lists could not judge it.
+    // Set before bind(), no datagram can arrive without them.
+    const int on = 1;
+    if (datagram && ::setsockopt(fd.get(), SOL_SOCKET, SO_PASSCRED, &on, sizeof on) != 0)
+        throw creation_failure("cannot set SO_PASSCRED", errno);
     bind_with_mode(fd.get(), options.path, options.mode);
 
     Listener listener;
@@ -211,8 +220,10 @@ Listener create_listener(const ListenerOptions& options) {
         if (options.group)
             apply_group(options.path, *options.group);
     }
-    // Clients can connect only after listen(), so nobody gets in before the mode is final.
-    if (::listen(fd.get(), SOMAXCONN) != 0)
+    // Clients can connect only after listen(), so nobody gets in before the mode is final. A
+    // datagram could be sent between bind() and the group change, but only by the daemon's own
+    // user or those the mode lets in already.
+    if (!datagram && ::listen(fd.get(), SOMAXCONN) != 0)
         throw creation_failure("cannot listen on " + options.path, errno);
     listener.fd = fd.release();
     return listener;

@@ -2,6 +2,8 @@
 // its removal on a clean exit only while it is still the file this process created.
 #pragma once
 
+#include "common/socket_type.hpp"
+
 #include <sys/types.h>
 
 #include <optional>
@@ -11,6 +13,7 @@ namespace uds_echo::daemon {
 
 struct ListenerOptions {
     std::string path; // validated; "@name" for an abstract socket
+    SocketType type = SocketType::stream;
     mode_t mode = 0660;
     std::optional<gid_t> group;
     // The parent directory must be this user's own (the /tmp fallback, see
@@ -37,8 +40,8 @@ private:
     ino_t inode_;
 };
 
-// A listening socket: the descriptor (non-blocking, close-on-exec) and, for a path socket, the
-// file it owns.
+// A listening socket (a bound one for datagrams): the descriptor (non-blocking, close-on-exec)
+// and, for a path socket, the file it owns.
 struct Listener {
     int fd = -1;
     std::optional<OwnedSocketFile> file;
@@ -47,7 +50,8 @@ struct Listener {
 // Creates, binds and listens. For a path: creates a missing parent directory (0755 for
 // /run/uds-echo, 0700 elsewhere), checks a private parent, refuses a symlink or a non-socket at the
 // path, removes a stale socket only after connect() to it is refused, refuses when a live daemon
-// answers there, and creates the file with its final mode and group before listen(). Throws
+// answers there, and creates the file with its final mode and group before listen(). A datagram
+// socket passes credentials (SO_PASSCRED) from before its bind, and is not listened on. Throws
 // Failure: cannot_create (73), no_permission (77) or os_error (71), with a message naming the
 // path.
 Listener create_listener(const ListenerOptions& options);

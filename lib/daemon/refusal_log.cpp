@@ -15,8 +15,9 @@ constexpr unsigned lines_per_second = 10;
 
 } // namespace
 
-RefusalLog::RefusalLog(boost::asio::io_context& control)
+RefusalLog::RefusalLog(boost::asio::io_context& control, const char* subject)
     : control_(control)
+    , subject_(subject)
     , summary_timer_(control) {}
 
 void RefusalLog::add(std::uint64_t id, const std::optional<PeerCredentials>& peer,
@@ -28,7 +29,7 @@ void RefusalLog::add(std::uint64_t id, const std::optional<PeerCredentials>& pee
         logged_in_window_ = 0;
     }
     if (++logged_in_window_ <= lines_per_second) {
-        UDS_LOG(warning) << PeerInLog{id, peer} << " refused: " << reason;
+        UDS_LOG(warning) << PeerInLog{id, peer, subject_} << " refused: " << reason;
         return;
     }
     if (unlogged_++ == 0)
@@ -44,7 +45,7 @@ boost::asio::awaitable<void> RefusalLog::summarize() {
         co_await summary_timer_.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
     if (cancelled)
         co_return;
-    UDS_LOG(warning) << unlogged_ << " more connection(s) refused in the last second";
+    UDS_LOG(warning) << unlogged_ << " more " << subject_ << "(s) refused in the last second";
     unlogged_ = 0;
     window_start_ = std::chrono::steady_clock::now();
     logged_in_window_ = 0;

@@ -1,5 +1,6 @@
 // The log of refused peers (allow lists, per-uid cap, resumed beyond --max-connections), limited
-// so that a flood of refusals cannot fill the log. Lives on the control thread.
+// so that a flood of refusals cannot fill the log. Lives on the thread of the io_context it is
+// given: the control thread for connections, the datagram thread for datagrams.
 #pragma once
 
 #include "daemon/access.hpp"
@@ -16,7 +17,8 @@ namespace uds_echo::daemon {
 
 class RefusalLog {
 public:
-    explicit RefusalLog(boost::asio::io_context& control);
+    // `subject` is what is refused: "connection" or "datagram".
+    explicit RefusalLog(boost::asio::io_context& control, const char* subject = "connection");
 
     // At most ten lines a second; the refusals beyond are counted and reported in one line when
     // their second is over, so the operator still sees the size of a flood.
@@ -30,6 +32,7 @@ private:
     boost::asio::awaitable<void> summarize();
 
     boost::asio::io_context& control_;
+    const char* subject_;
     boost::asio::steady_timer summary_timer_;
     std::uint64_t refused_ = 0;
     std::chrono::steady_clock::time_point window_start_{};

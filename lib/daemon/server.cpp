@@ -6,6 +6,7 @@
 
 #include "common/paths.hpp"
 #include "common/text.hpp"
+#include "daemon/datagram_echo.hpp"
 #include "daemon/listener.hpp"
 #include "daemon/logging.hpp"
 #include "daemon/service_manager.hpp"
@@ -50,6 +51,15 @@ sigset_t server_signals() {
     return signals;
 }
 
+// The datagram figures of the status line and the statistics.
+std::string datagram_statistics(const DatagramFigures& figures) {
+    return std::to_string(figures.answered) + " datagram(s) answered (" +
+           std::to_string(figures.bytes) + " bytes), " + std::to_string(figures.refused) +
+           " refused, " + std::to_string(figures.reply_dropped) + " replies dropped, " +
+           std::to_string(figures.too_long) + " too long, " + std::to_string(figures.unanswerable) +
+           " without an abstract sender address";
+}
+
 // A coroutine of the control thread that throws is a bug: the exception leaves run() and main()
 // reports it and exits, as for any unexpected error.
 void rethrow_failure(std::exception_ptr failure) {
@@ -83,10 +93,14 @@ public:
         , watchdog_timer_(control_)
         // One connection needs one worker, whatever --threads says.
         , pool_(control_, socket_.connected ? 1 : config_.threads, config_.buffer_size,
-                worker_settings(), socket_.connected ? -1 : socket_.fd,
+                worker_settings(),
+                socket_.connected ? Listeners{} : Listeners{socket_.fd, socket_.seqpacket_fd},
                 [this](const char* why) { begin_shutdown(why); }) {
         signals_.add(SIGUSR1);
         signals_.add(SIGUSR2);
+        if (socket_.datagram_fd >= 0)
+            datagram_.emplace(FileDescriptor(socket_.datagram_fd), config_.buffer_size,
+                              config_.access);
     }
 
     ExitCode run() {
@@ -96,6 +110,11 @@ public:
         if (!socket_.connected)
             resume_handed_connections();
         pool_.start();
+        if (datagram_) {
+            datagram_->start();
+            UDS_LOG(info) << "answering datagrams on "
+                          << bound_socket_name(socket_.datagram_fd).value_or("an unnamed socket");
+        }
         if (socket_.connected) {
             UDS_LOG(info) << "uds-echod " << UDS_ECHO_VERSION
                           << " serving one connection passed by socket activation";
@@ -223,6 +242,10 @@ private:
     // the connections are handed over first, and only those the store does not take are drained.
     asio::awaitable<void> shutdown(std::string reason, StopIntent intent) {
         notifier_.stopping();
+        // Datagrams that come from now on wait in the socket: systemd keeps it for the next
+        // process, which answers them.
+        if (datagram_)
+            datagram_->stop();
         std::size_t open = 0;
         if (intent.restart) {
             open = co_await hand_over(reason, intent);
@@ -277,6 +300,8 @@ private:
         take_runtime_options(config_, next);
         init_logging(config_.log_level, config_.log_format, "uds-echod");
         pool_.apply(worker_settings());
+        if (datagram_)
+            datagram_->apply(config_.access);
 
         std::string summary;
         for (const auto& name : changed)
@@ -289,10 +314,13 @@ private:
     // Byte counts for people ("2.5 GiB"), with the exact number behind them for scripts.
     std::string statistics() const {
         const auto bytes = pool_.bytes_echoed();
-        return std::to_string(pool_.connections_held()) + " open connection(s), " +
-               std::to_string(pool_.accepted()) + " accepted, " + std::to_string(pool_.refused()) +
-               " refused, " + byte_count_text(bytes) + " echoed (" + std::to_string(bytes) +
-               " bytes)";
+        auto text = std::to_string(pool_.connections_held()) + " open connection(s), " +
+                    std::to_string(pool_.accepted()) + " accepted, " +
+                    std::to_string(pool_.refused()) + " refused, " + byte_count_text(bytes) +
+                    " echoed (" + std::to_string(bytes) + " bytes)";
+        if (datagram_)
+            text += "; " + datagram_statistics(datagram_->figures());
+        return text;
     }
 
     void log_statistics(const char* what) { UDS_LOG(info) << what << ": " << statistics(); }
@@ -319,7 +347,10 @@ private:
         if (!socket_.socket_activated || socket_.connected || config_.exit_on_idle.count() == 0 ||
             stopping_)
             return;
-        idle_seconds_ = pool_.connections_held() == 0 ? idle_seconds_ + 1 : 0;
+        const auto datagrams = datagram_ ? datagram_->figures().received() : 0;
+        const bool idle = pool_.connections_held() == 0 && datagrams == datagrams_at_last_second_;
+        datagrams_at_last_second_ = datagrams;
+        idle_seconds_ = idle ? idle_seconds_ + 1 : 0;
         if (idle_seconds_ >= config_.exit_on_idle.count())
             begin_shutdown("idle for " + std::to_string(idle_seconds_) + " s");
     }
@@ -352,6 +383,8 @@ private:
     asio::steady_timer status_timer_;
     asio::steady_timer watchdog_timer_;
     WorkerPool pool_;
+    std::optional<DatagramEcho> datagram_;
+    std::uint64_t datagrams_at_last_second_ = 0;
     long idle_seconds_ = 0;
     bool stopping_ = false;
     bool finished_ = false;

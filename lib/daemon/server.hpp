@@ -14,10 +14,12 @@
 
 namespace uds_echo::daemon {
 
-// The socket the server serves; the server takes ownership of the descriptor.
+// The sockets the server serves; the server takes ownership of the descriptors.
 struct ServerSocket {
-    int fd = -1;
-    bool connected = false;        // Accept=yes: one connected client to serve, then exit
+    int fd = -1;            // the listening stream socket, or the connected one (either type)
+    int seqpacket_fd = -1;  // the listening seqpacket socket; -1: none
+    int datagram_fd = -1;   // the datagram socket; -1: none
+    bool connected = false; // Accept=yes: one connected client to serve, then exit
     bool socket_activated = false; // passed by systemd: enables --exit-on-idle
     // Connections a previous process handed over at its restart, resumed before the first accept.
     std::vector<HandedConnection> resumed;

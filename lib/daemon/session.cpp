@@ -150,7 +150,7 @@ void Worker::write_unsent_then_serve(Connection connection, std::string unsent,
                           }
                           count_echoed(*pending, written);
                           pending->last_activity_tick = tick_;
-                          asio::co_spawn(context_, session(std::move(*pending)), ended);
+                          asio::co_spawn(context_, session_of_type(std::move(*pending)), ended);
                       });
 }
 

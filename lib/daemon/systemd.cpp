@@ -5,13 +5,52 @@
 
 #include <systemd/sd-daemon.h>
 
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
 
 namespace uds_echo::daemon {
+
+namespace {
+
+void close_all(const std::vector<int>& fds) {
+    for (const int fd : fds)
+        ::close(fd);
+}
+
+// What a passed descriptor is, or a one-line reason why it cannot be served.
+std::optional<ActivatedSocket> classify(int fd, std::string& why) {
+    int kernel_type = 0;
+    socklen_t length = sizeof kernel_type;
+    if (sd_is_socket(fd, AF_UNIX, 0, -1) <= 0 ||
+        ::getsockopt(fd, SOL_SOCKET, SO_TYPE, &kernel_type, &length) != 0) {
+        why = "is not an AF_UNIX socket";
+        return std::nullopt;
+    }
+    const auto type = socket_type_of_kernel(kernel_type);
+    if (!type) {
+        why = "is an AF_UNIX socket of a type uds-echod does not serve (" +
+              std::to_string(kernel_type) + ")";
+        return std::nullopt;
+    }
+    // A datagram socket is neither listening nor connected: it is served as it is.
+    const bool listening =
+        *type == SocketType::datagram || sd_is_socket_unix(fd, kernel_type, 1, nullptr, 0) > 0;
+    return ActivatedSocket{fd, *type, listening};
+}
+
+} // namespace
+
+std::optional<ActivatedSocket> PassedDescriptors::of_type(SocketType type) const {
+    for (const auto& socket : sockets)
+        if (socket.type == type)
+            return socket;
+    return std::nullopt;
+}
 
 PassedDescriptors take_passed_descriptors() {
     // unset_environment=1: the variables describe this process only (LISTEN_PID is checked by
@@ -31,29 +70,35 @@ PassedDescriptors take_passed_descriptors() {
 
     PassedDescriptors passed;
     PassedHandover handover;
-    std::vector<int> sockets;
+    std::vector<int> others;
     for (int i = 0; i < count; ++i) {
         const int fd = SD_LISTEN_FDS_START + i;
         if (!handover.take(fd, names[static_cast<std::size_t>(i)]))
-            sockets.push_back(fd);
+            others.push_back(fd);
     }
     passed.resumed = handover.finish();
-    if (sockets.size() > 1) {
-        for (const int fd : sockets)
-            ::close(fd);
-        throw Failure(ExitCode::config, "socket activation passed " +
-                                            std::to_string(sockets.size()) +
-                                            " sockets; uds-echod serves exactly one");
+    const auto refuse = [&](const std::string& problem) {
+        close_all(others);
+        throw Failure(ExitCode::config, problem);
+    };
+    for (const int fd : others) {
+        std::string why;
+        const auto socket = classify(fd, why);
+        if (!socket)
+            refuse("the descriptor passed by socket activation (fd " + std::to_string(fd) + ") " +
+                   why + "; check the Listen*= lines of the .socket unit");
+        if (passed.of_type(socket->type))
+            refuse("socket activation passed more than one " +
+                   std::string(to_string(socket->type)) +
+                   " socket; uds-echod serves one of each type");
+        passed.sockets.push_back(*socket);
     }
-    if (sockets.empty())
-        return passed;
-    const int fd = sockets.front();
-    if (sd_is_socket_unix(fd, SOCK_STREAM, -1, nullptr, 0) <= 0)
-        throw Failure(ExitCode::config,
-                      "the socket passed by socket activation (fd " + std::to_string(fd) +
-                          ") is not an AF_UNIX stream socket; check ListenStream= in the .socket "
-                          "unit");
-    passed.socket = ActivatedSocket{fd, sd_is_socket_unix(fd, SOCK_STREAM, 1, nullptr, 0) > 0};
+    const bool connected =
+        std::any_of(passed.sockets.begin(), passed.sockets.end(),
+                    [](const ActivatedSocket& socket) { return !socket.listening; });
+    if (connected && passed.sockets.size() > 1)
+        refuse("socket activation passed a connected socket (Accept=yes) together with others; "
+               "an Accept=yes service serves its one connection alone");
     return passed;
 }
 

@@ -2,6 +2,7 @@
 // sd_listen_fds(3), sd_is_socket(3), sd_notify(3) and sd_watchdog_enabled(3) describe.
 #pragma once
 
+#include "common/socket_type.hpp"
 #include "daemon/handover.hpp"
 
 #include <chrono>
@@ -11,24 +12,30 @@
 
 namespace uds_echo::daemon {
 
-// The socket systemd (or systemd-socket-activate) passed to this process.
+// A socket systemd (or systemd-socket-activate) passed to this process.
 struct ActivatedSocket {
     int fd = -1;
+    SocketType type = SocketType::stream;
     bool listening = true; // false: Accept=yes, the fd is one connected client
 };
 
 // What systemd (or systemd-socket-activate, or whoever sets LISTEN_PID) passed to this process.
 struct PassedDescriptors {
-    std::optional<ActivatedSocket> socket; // the socket to serve, when one was passed
+    // The sockets to serve: at most one of each type, or one connected socket alone.
+    std::vector<ActivatedSocket> sockets;
     std::vector<HandedConnection> resumed; // connections handed over by the previous process
+
+    // The passed socket of `type`, if any.
+    std::optional<ActivatedSocket> of_type(SocketType type) const;
 };
 
 // Takes the passed descriptors (none when LISTEN_PID/LISTEN_FDS do not name this process) and
 // unsets the LISTEN_* variables so that nothing started later inherits them. Descriptors under
-// the handover names (handover.hpp) are connections and state of a previous process; of the
-// others, one must be an AF_UNIX stream socket, listening or (Accept=yes) connected, whatever its
-// name. Throws Failure(config) when more than one such socket is passed or one of them is not an
-// AF_UNIX stream socket.
+// the handover names (handover.hpp) are connections and state of a previous process; each of the
+// others, whatever its name, is served by its type (SO_TYPE): a listening stream or seqpacket
+// socket, a datagram socket, or (Accept=yes) one connected stream or seqpacket socket. Throws
+// Failure(config), having closed them all, when one is not an AF_UNIX socket of those kinds, when
+// two are of the same type, or when a connected socket comes with others.
 PassedDescriptors take_passed_descriptors();
 
 // sd_notify(3) messages; each does nothing when $NOTIFY_SOCKET is unset.

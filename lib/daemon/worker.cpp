@@ -29,6 +29,16 @@ constexpr int accept_batch = 32;
 // memory): the listener stays readable meanwhile, so retrying at once would spin at full CPU.
 constexpr auto accept_backoff = std::chrono::milliseconds(100);
 
+// The type of a connection that did not come from this process's accept loop (Accept=yes, or
+// handed over by the previous process): SO_TYPE says. Anything but seqpacket is served as a
+// stream.
+SocketType connection_type(int fd) {
+    int kernel_type = SOCK_STREAM;
+    socklen_t length = sizeof kernel_type;
+    ::getsockopt(fd, SOL_SOCKET, SO_TYPE, &kernel_type, &length);
+    return kernel_type == SOCK_SEQPACKET ? SocketType::seqpacket : SocketType::stream;
+}
+
 bool is_resource_exhaustion(const error_code& error) {
     return error == asio::error::no_descriptors ||
            error == std::errc::too_many_files_open_in_system ||
@@ -37,20 +47,27 @@ bool is_resource_exhaustion(const error_code& error) {
 
 } // namespace
 
-Worker::Worker(unsigned index, std::size_t buffer_size, WorkerSettings settings, int listener,
-               WorkerPool& pool)
+Worker::Worker(unsigned index, std::size_t buffer_size, WorkerSettings settings,
+               Listeners listeners, WorkerPool& pool)
     : index_(index)
     , pool_(pool)
     , buffers_(buffer_size)
+    , message_buffers_(message_capacity(buffer_size))
     , settings_(std::move(settings))
     , acceptor_(context_)
+    , seqpacket_acceptor_(context_)
     , resume_accepting_(context_) {
-    if (listener >= 0) {
-        acceptor_.assign(asio::local::stream_protocol(), listener);
-        // accept4() must never block: the accept loop calls it until it says EAGAIN, and a socket
-        // passed by systemd is blocking unless the unit says NonBlocking=yes.
-        acceptor_.native_non_blocking(true);
+    // accept4() must never block: the accept loop calls it until it says EAGAIN, and a socket
+    // passed by systemd is blocking unless the unit says NonBlocking=yes. A seqpacket listener
+    // is held as a stream acceptor, as its connections are (connection.hpp).
+    for (auto [fd, acceptor] : {std::pair{listeners.stream, &acceptor_},
+                                std::pair{listeners.seqpacket, &seqpacket_acceptor_}}) {
+        if (fd < 0)
+            continue;
+        acceptor->assign(asio::local::stream_protocol(), fd);
+        acceptor->native_non_blocking(true);
     }
+    resume_accepting_.expires_at(Timer::time_point::max());
 }
 
 Worker::~Worker() {
@@ -62,11 +79,13 @@ Worker::~Worker() {
 
 void Worker::start() {
     asio::co_spawn(context_, housekeeping(), asio::detached);
-    if (acceptor_.is_open())
-        asio::co_spawn(context_, accept_loop(), [](std::exception_ptr failure) {
-            if (failure)
-                std::rethrow_exception(failure); // no daemon without its accept loop
-        });
+    for (auto [acceptor, type] : {std::pair{&acceptor_, SocketType::stream},
+                                  std::pair{&seqpacket_acceptor_, SocketType::seqpacket}})
+        if (acceptor->is_open())
+            asio::co_spawn(context_, accept_loop(*acceptor, type), [](std::exception_ptr failure) {
+                if (failure)
+                    std::rethrow_exception(failure); // no daemon without its accept loop
+            });
     thread_ = std::thread([this] { context_.run(); });
 }
 
@@ -76,19 +95,19 @@ void Worker::join() {
 }
 
 void Worker::wake_accept_loop() {
-    if (accept_paused_.load())
+    if (accept_loops_paused_.load() > 0)
         asio::post(context_, [this] { resume_accepting_.cancel(); });
 }
 
 // Accept=yes: the descriptor is the one client to serve.
 void Worker::serve_connected(int fd) {
-    admit(StreamSocket(context_, asio::local::stream_protocol(), fd));
+    admit(StreamSocket(context_, asio::local::stream_protocol(), fd), connection_type(fd));
 }
 
-void Worker::serve_accepted(int fd) {
+void Worker::serve_accepted(int fd, SocketType type) {
     AcceptedSocket socket(context_);
     socket.adopt(fd);
-    admit(std::move(socket));
+    admit(std::move(socket), type);
 }
 
 void Worker::apply(WorkerSettings settings) {
@@ -104,6 +123,7 @@ void Worker::begin_drain() {
     phase_ = Phase::draining;
     error_code ignored;
     acceptor_.close(ignored);
+    seqpacket_acceptor_.close(ignored);
     resume_accepting_.cancel();
     report_if_done();
 }
@@ -121,6 +141,7 @@ void Worker::begin_handover() {
     phase_ = Phase::handing_over;
     error_code ignored;
     acceptor_.close(ignored);
+    seqpacket_acceptor_.close(ignored);
     resume_accepting_.cancel();
     for (auto& connection : connections_)
         connection.socket.cancel(ignored);
@@ -137,8 +158,8 @@ void Worker::resume(std::vector<HandedConnection> connections) {
             held_.fetch_sub(1);
             continue;
         }
-        connection.fd.release();
-        admit(std::move(socket), std::move(connection.unsent));
+        const int fd = connection.fd.release();
+        admit(std::move(socket), connection_type(fd), std::move(connection.unsent));
     }
     report_if_done();
 }
@@ -148,7 +169,7 @@ void Worker::resume(std::vector<HandedConnection> connections) {
 // and no other system call before its session starts. Waiting after EAGAIN loses no connection
 // because one thread runs this io_context: epoll is not polled between the accept4() that said
 // EAGAIN and the wait that follows it, so the next arrival's event finds the wait.
-Task<void> Worker::accept_loop() {
+Task<void> Worker::accept_loop(StreamAcceptor& acceptor, SocketType type) {
     // Moved into the session after each accept: a moved-from socket is as if newly constructed.
     AcceptedSocket socket(context_);
     int accepted_in_a_row = 0;
@@ -163,11 +184,11 @@ Task<void> Worker::accept_loop() {
             continue;                                      // the drain may have begun meanwhile
         }
         const int fd =
-            ::accept4(acceptor_.native_handle(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+            ::accept4(acceptor.native_handle(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
         const error_code error(fd < 0 ? errno : 0, asio::error::get_system_category());
         if (error == asio::error::would_block || error == asio::error::try_again) {
             accepted_in_a_row = 0;
-            co_await acceptor_.async_wait(asio::socket_base::wait_read, as_tuple_deferred);
+            co_await acceptor.async_wait(asio::socket_base::wait_read, as_tuple_deferred);
             continue;
         }
         if (is_resource_exhaustion(error)) {
@@ -187,29 +208,30 @@ Task<void> Worker::accept_loop() {
         }
         if (pool_.shared().out_of_resources.exchange(false))
             UDS_LOG(info) << "accepting connections again";
-        if (pool_.hand_out_on_worker_thread(fd))
+        if (pool_.hand_out_on_worker_thread(fd, type))
             continue;
         reserve();
         socket.adopt(fd);
-        admit(std::move(socket));
+        admit(std::move(socket), type);
     }
 }
 
 // At --max-connections the listener is left alone: new clients wait in the kernel's listen backlog
 // (nobody is reset) until a connection ends and wakes this wait.
 Task<void> Worker::wait_for_room() {
-    accept_paused_.store(true);
+    accept_loops_paused_.fetch_add(1);
     // Re-checked after publishing the flag: a connection that ended just before saw no flag.
     if (pool_.connections_held() >= settings_.max_connections && phase_ == Phase::serving) {
-        resume_accepting_.expires_at(Timer::time_point::max());
+        // The expiry stays at the end of time (set once: setting it would cancel the other accept
+        // loop's wait); cancel() wakes every loop that waits.
         co_await resume_accepting_.async_wait(as_tuple_deferred);
     }
-    accept_paused_.store(false);
+    accept_loops_paused_.fetch_sub(1);
 }
 
 // Admits the peer (allow lists, per-uid cap) and starts its session. A refused peer is closed
 // before a byte of it is read.
-void Worker::admit(StreamSocket socket, std::string unsent) {
+void Worker::admit(StreamSocket socket, SocketType type, std::string unsent) {
     auto& shared = pool_.shared();
     const auto id = ++shared.accepted;
     const auto admission = admit_peer(socket.native_handle(), settings_, shared.uid_counts);
@@ -223,12 +245,17 @@ void Worker::admit(StreamSocket socket, std::string unsent) {
     std::unique_ptr<ConnectionLog> log;
     if (log_enabled(LogLevel::debug))
         log = std::make_unique<ConnectionLog>(id, std::chrono::steady_clock::now());
-    Connection connection(std::move(socket), tick_, std::move(log));
+    Connection connection(std::move(socket), type, tick_, std::move(log));
     const SessionEnded ended{this, id, admission.counted_uid};
     if (unsent.empty())
-        asio::co_spawn(context_, session(std::move(connection)), ended);
+        asio::co_spawn(context_, session_of_type(std::move(connection)), ended);
     else
         write_unsent_then_serve(std::move(connection), std::move(unsent), ended);
+}
+
+Task<void> Worker::session_of_type(Connection connection) {
+    return connection.type == SocketType::seqpacket ? seqpacket_session(std::move(connection))
+                                                    : session(std::move(connection));
 }
 
 // The one place where a session's unexpected failure is reported.

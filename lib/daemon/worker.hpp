@@ -31,6 +31,12 @@ namespace uds_echo::daemon {
 
 class WorkerPool;
 
+// The listening sockets the accepting worker takes (and closes); -1: none of that type.
+struct Listeners {
+    int stream = -1;
+    int seqpacket = -1;
+};
+
 class Worker {
 public:
     // A worker's life. A stop: serving, draining, finished. A restart: serving, handing_over,
@@ -46,7 +52,7 @@ public:
 
     // `index` names the worker in the log. `listener` is the listening socket for the accepting
     // worker, which closes it, and -1 for the others. `pool` must outlive the worker.
-    Worker(unsigned index, std::size_t buffer_size, WorkerSettings settings, int listener,
+    Worker(unsigned index, std::size_t buffer_size, WorkerSettings settings, Listeners listeners,
            WorkerPool& pool);
     ~Worker(); // stops the thread if it still runs
     Worker(const Worker&) = delete;
@@ -75,8 +81,8 @@ public:
 
     // ---- The worker's thread ----
 
-    void serve_connected(int fd); // Accept=yes: the one connection to serve
-    void serve_accepted(int fd);  // from accept4() on the accepting worker
+    void serve_connected(int fd); // Accept=yes: the one connection to serve, of either type
+    void serve_accepted(int fd, SocketType type); // from accept4() on the accepting worker
     void apply(WorkerSettings settings);
     void set_heartbeat(std::uint64_t beat) { heartbeat_.store(beat, std::memory_order_relaxed); }
     // Stops accepting (connections still in the listen backlog stay there); the pool is told when
@@ -103,9 +109,11 @@ private:
     };
 
     // worker.cpp: accepting and admitting, on any kind of connection.
-    Task<void> accept_loop();
+    Task<void> accept_loop(StreamAcceptor& acceptor, SocketType type);
     Task<void> wait_for_room();
-    void admit(StreamSocket socket, std::string unsent = {});
+    void admit(StreamSocket socket, SocketType type, std::string unsent = {});
+    // The session of a connection of its type.
+    Task<void> session_of_type(Connection connection);
     void connection_done(); // a reserved connection was refused or its session ended
     Task<void> housekeeping();
     void close_idle_connections();
@@ -121,6 +129,10 @@ private:
     Task<bool> echo_read(Connection& connection, const FrameBuffer& buffer, std::size_t received);
     Task<bool> echo(Connection& connection, boost::asio::const_buffer data);
     Task<bool> echo_burst(Connection& connection, boost::asio::const_buffer already_read);
+
+    // seqpacket_session.cpp: the life of a seqpacket connection.
+    Task<void> seqpacket_session(Connection connection);
+    Task<bool> echo_messages(Connection& connection);
     void count_echoed(Connection& connection, std::size_t bytes) {
         bytes_echoed_.store(bytes_echoed_.load(std::memory_order_relaxed) + bytes,
                             std::memory_order_relaxed); // only this thread writes it
@@ -131,6 +143,9 @@ private:
     unsigned index_;
     WorkerPool& pool_;
     BufferPool buffers_;
+    // A seqpacket message is received whole into one of these (message_capacity()), never into
+    // a session's frame: an idle seqpacket connection holds no buffer either.
+    BufferPool message_buffers_;
     WorkerSettings settings_;
     ConnectionList connections_;
     Timer* housekeeping_timer_ = nullptr;
@@ -142,12 +157,13 @@ private:
     std::atomic<std::uint64_t> bytes_echoed_{0};
     std::atomic<std::uint64_t> cut_{0};
     std::atomic<std::uint64_t> heartbeat_{0};
-    std::atomic<bool> accept_paused_{false};
+    std::atomic<unsigned> accept_loops_paused_{0}; // waiting in wait_for_room()
     // Declared after everything a session's frame touches: destroying the context destroys any
     // frame still suspended in it, whose cleanup uses the members above.
     boost::asio::io_context context_{1};
     // I/O objects must go before their context.
     StreamAcceptor acceptor_;
+    StreamAcceptor seqpacket_acceptor_;
     Timer resume_accepting_;
     std::thread thread_;
 };

@@ -17,15 +17,17 @@ constexpr auto as_tuple_awaitable = asio::as_tuple(asio::use_awaitable);
 } // namespace
 
 WorkerPool::WorkerPool(asio::io_context& control, unsigned count, std::size_t buffer_size,
-                       const WorkerSettings& settings, int listener,
+                       const WorkerSettings& settings, Listeners listeners,
                        std::function<void(const char* why)> one_connection_over)
     : control_(control)
-    , one_connection_over_(listener < 0 ? std::move(one_connection_over) : nullptr)
+    , one_connection_over_(listeners.stream < 0 && listeners.seqpacket < 0
+                               ? std::move(one_connection_over)
+                               : nullptr)
     , refusals_(control)
     , all_done_(control) {
     for (unsigned i = 0; i < count; ++i)
-        workers_.push_back(
-            std::make_unique<Worker>(i, buffer_size, settings, i == 0 ? listener : -1, *this));
+        workers_.push_back(std::make_unique<Worker>(i, buffer_size, settings,
+                                                    i == 0 ? listeners : Listeners{}, *this));
 }
 
 void WorkerPool::start() {
@@ -151,7 +153,7 @@ std::uint64_t WorkerPool::bytes_echoed() const {
 // The connection goes to the worker with the fewest connections if that has fewer than the
 // accepting worker, and otherwise stays where it is, at no cost. A worker's count can be a moment
 // old; the balance only needs to be rough.
-bool WorkerPool::hand_out_on_worker_thread(int fd) {
+bool WorkerPool::hand_out_on_worker_thread(int fd, SocketType type) {
     Worker* least = workers_.front().get();
     unsigned least_held = least->held();
     for (auto other = workers_.begin() + 1; other != workers_.end(); ++other) {
@@ -163,7 +165,7 @@ bool WorkerPool::hand_out_on_worker_thread(int fd) {
     if (least == workers_.front().get())
         return false;
     least->reserve();
-    least->post([least, fd] { least->serve_accepted(fd); });
+    least->post([least, fd, type] { least->serve_accepted(fd, type); });
     return true;
 }
 

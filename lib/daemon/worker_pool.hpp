@@ -28,12 +28,12 @@ namespace uds_echo::daemon {
 
 class WorkerPool {
 public:
-    // `listener` is the listening socket, which the accepting worker (worker 0) takes, or -1 when
-    // the daemon serves one connected socket (Accept=yes, serve_connected()); then
+    // `listeners` are the listening sockets, which the accepting worker (worker 0) takes, or none
+    // when the daemon serves one connected socket (Accept=yes, serve_connected()); then
     // `one_connection_over` is called on the control thread, with the reason, once that
     // connection has been refused or has ended.
     WorkerPool(boost::asio::io_context& control, unsigned count, std::size_t buffer_size,
-               const WorkerSettings& settings, int listener,
+               const WorkerSettings& settings, Listeners listeners,
                std::function<void(const char* why)> one_connection_over);
     WorkerPool(const WorkerPool&) = delete;
     WorkerPool& operator=(const WorkerPool&) = delete;
@@ -72,7 +72,7 @@ public:
 
     // The accepting worker offers every connection it accepts: true when another worker, with
     // fewer connections, was given it; false to serve it where it was accepted.
-    bool hand_out_on_worker_thread(int fd);
+    bool hand_out_on_worker_thread(int fd, SocketType type);
     void refused_on_worker_thread(std::uint64_t id, std::optional<PeerCredentials> peer,
                                   const char* reason);
     void session_ended_on_worker_thread();

@@ -479,7 +479,8 @@ BOOST_AUTO_TEST_CASE(a_datagram_socket_at_the_path) {
     TempDir dir;
     const auto path = dir.file("dgram.sock");
     const FileDescriptor datagram = bind_unix(path, SOCK_DGRAM);
-    check_failure(run_client({"-s", path, "hello"}), exit_os_error, {path});
+    check_failure(run_client({"-s", path, "hello"}), exit_unavailable,
+                  {path + " is a datagram socket, not a stream one (use --type datagram)"});
 }
 
 BOOST_FIXTURE_TEST_CASE(an_unreadable_input, DaemonFixture) {

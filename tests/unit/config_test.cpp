@@ -148,6 +148,8 @@ std::vector<std::string> described_names(const DaemonConfig& config) {
 // Every file option with a value other than its default, in the --name=value form.
 Args every_option_changed() {
     Args args{"--socket=/tmp/other.sock",
+              "--seqpacket-socket=/tmp/other-seqpacket.sock",
+              "--datagram-socket=@other-datagram",
               "--socket-mode=0600",
               "--socket-group=0",
               "--max-connections=5",

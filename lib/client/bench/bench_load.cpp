@@ -380,7 +380,7 @@ private:
         }
         cycle_start_ = now;
         backoff_ = first_backlog_retry;
-        connecting_ = stream_socket();
+        connecting_ = client_socket(SocketType::stream);
         try_connect(now);
     }
 
