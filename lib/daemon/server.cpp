@@ -174,7 +174,8 @@ private:
                         << strsignal(signal_number) << " again: closing all connections now";
                     pool_.force_close();
                 } else {
-                    begin_shutdown(strsignal(signal_number), stop_intent(signal_number));
+                    // Awaited, not blocked on: the watchdog and STATUS= go on meanwhile.
+                    begin_shutdown(strsignal(signal_number), co_await stop_intent(signal_number));
                 }
                 break;
             case SIGHUP:
@@ -198,17 +199,18 @@ private:
         resumed.clear();
     }
 
-    // SIGTERM asks systemd whether a restart follows; SIGUSR2 says so itself (uds-echod(8));
-    // SIGINT is always a stop. A handover needs a store to hand over to.
-    StopIntent stop_intent(int signal_number) const {
+    // SIGTERM asks systemd whether a restart follows (on the user's bus under a user manager);
+    // SIGUSR2 says so itself (uds-echod(8)); SIGINT is always a stop. A handover needs a store to
+    // hand over to.
+    asio::awaitable<StopIntent> stop_intent(int signal_number) const {
         if (signal_number == SIGINT || socket_.connected)
-            return StopIntent{};
+            co_return StopIntent{};
         if (!notifier_.enabled())
-            return StopIntent{false, std::nullopt,
-                              "no file descriptor store (NOTIFY_SOCKET unset)"};
+            co_return StopIntent{false, std::nullopt,
+                                 "no file descriptor store (NOTIFY_SOCKET unset)"};
         if (signal_number == SIGUSR2)
-            return StopIntent{true, store_room_from_environment(), "asked for by SIGUSR2"};
-        return ask_service_manager();
+            co_return StopIntent{true, store_room_from_environment(), "asked for by SIGUSR2"};
+        co_return co_await ask_service_manager(manager_bus_from_environment(), question_limit);
     }
 
     void begin_shutdown(const std::string& reason, StopIntent intent = {}) {

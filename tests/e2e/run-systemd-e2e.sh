@@ -8,7 +8,11 @@
 # socket activation, the service's static user, notification, journald, reload, exit-on-idle,
 # restart after a crash, connections kept through systemctl restart and a reinstall of the package,
 # a stream drained by systemctl stop and by a restart without the system bus, the socket's group
-# and the Accept=yes pair, from the host through a socket directory shared with the container.
+# and the Accept=yes pair, from the host through a socket directory shared with the container; a
+# user's own instance under their user manager (tests/e2e/user-instance.sh); and, with the .deb,
+# a downgrade to the previous release and an upgrade back with clients streaming, and an upgrade
+# whose daemon cannot start (tests/e2e/upgrades.sh; the previous release's package is built from
+# its commit and cached, docs/testing.md).
 # Prints PASS/FAIL per check (and, with UDS_ECHO_E2E_VERBOSE=1, what each passing check printed)
 # and exits non-zero if any check failed. UDS_ECHO_E2E_CHECKS=FILE runs the checks FILE defines
 # instead (it is sourced once the container is up and the package installed).
@@ -137,6 +141,35 @@ client=$(find "$stage" -path '*/bin/uds-echo' -type f | head -n 1)
 daemon=$(find "$stage" -path '*/sbin/uds-echod' -type f | head -n 1)
 [[ -x $client && -x $daemon ]] || die "cmake --install of $build_dir installed no uds-echo/uds-echod"
 deb=$(find "$build_dir" -maxdepth 1 -name 'uds-echo_*.deb' -type f | sort | tail -n 1)
+architecture=$(dpkg --print-architecture)
+
+# ---------------------------------------------------------------------------------------------
+# The previous release (docs/testing.md, "The previous release"): the package built from its
+# commit, once, and cached. From `git archive` rather than a worktree, so that nothing is left in
+# the clone, interrupted or not. The clone needs the history down to that commit.
+readonly previous_version=0.1.0
+readonly previous_commit=8af9b17e05e42cf9529f87cb0cd2a89536438547
+previous_deb=
+if [[ -n $deb ]]; then
+    previous_deb=$cache_dir/uds-echo_$previous_version-${previous_commit:0:12}_$architecture.deb
+    if [[ ! -f $previous_deb ]]; then
+        git -C "$source_dir" cat-file -e "$previous_commit^{commit}" 2>/dev/null ||
+            die "the previous release $previous_version ($previous_commit) is not in the clone" \
+                "(a shallow clone? fetch its history)"
+        echo "run-systemd-e2e: building the $previous_version package (once, cached in $cache_dir)"
+        mkdir -p "$work/previous/src" "$cache_dir"
+        git -C "$source_dir" archive "$previous_commit" | tar -C "$work/previous/src" -x
+        quietly cmake -S "$work/previous/src" -B "$work/previous/build" -G Ninja \
+            -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_PREFIX=/usr \
+            -DUDS_ECHO_BUILD_TESTS=OFF -DUDS_ECHO_PERF=OFF
+        quietly cmake --build "$work/previous/build" --parallel "${CMAKE_BUILD_PARALLEL_LEVEL:-2}"
+        (cd "$work/previous/build" && quietly cpack -G DEB)
+        built=$(find "$work/previous/build" -maxdepth 1 -name "uds-echo_${previous_version}-*.deb")
+        [[ -f $built ]] || die "cpack made no uds-echo_$previous_version package"
+        cp "$built" "$previous_deb.tmp.$$"
+        mv "$previous_deb.tmp.$$" "$previous_deb"
+    fi
+fi
 
 # ---------------------------------------------------------------------------------------------
 # Root file system: Debian minbase with systemd and the libraries the binaries link against.
@@ -191,13 +224,13 @@ deb_dependencies() {
         awk 'NF { print $1 }'
 }
 # systemd-sysv: /sbin/init; dbus: systemctl and journalctl talk to PID 1 over it in places;
-# procps: /bin/kill, which the service's ExecReload uses.
-includes=(systemd systemd-sysv dbus procps libsystemd0)
+# procps: /bin/kill, which the service's ExecReload uses; libpam-systemd and dbus-user-session:
+# a lingering user's manager and their bus, for the per-user instance.
+includes=(systemd systemd-sysv dbus procps libsystemd0 libpam-systemd dbus-user-session)
 mapfile -t -O "${#includes[@]}" includes < <(runtime_packages)
 [[ -z $deb ]] || mapfile -t -O "${#includes[@]}" includes < <(deb_dependencies "$deb")
 include_list=$(printf '%s\n' "${includes[@]}" | sort -u | paste -sd, -)
 cache_key=$(printf '%s\n' "$suite" "$include_list" | sha256sum | cut -c1-16)
-architecture=$(dpkg --print-architecture)
 readonly rootfs_tar=$cache_dir/rootfs-$suite-$architecture-$cache_key.tar
 
 if [[ ! -f $rootfs_tar ]]; then
@@ -223,6 +256,13 @@ tar -C "$root" --numeric-owner --xattrs -xf "$rootfs_tar"
 # maintainer scripts run under the container's systemd).
 if [[ -n $deb ]]; then
     cp "$deb" "$root/root/uds-echo.deb"
+    # Under their own names too, for apt (tests/e2e/upgrades.sh).
+    current_deb_inside=/root/$(basename "$deb")
+    previous_deb_inside=/root/$(basename "$previous_deb")
+    cp "$deb" "$root$current_deb_inside"
+    cp "$previous_deb" "$root$previous_deb_inside"
+    current_deb_version=$(dpkg-deb -f "$deb" Version)
+    previous_deb_version=$(dpkg-deb -f "$previous_deb" Version)
     install_how="package $(basename "$deb")"
 else
     # --keep-directory-symlink: the install tree has lib/systemd/..., the usr-merged root has
@@ -574,6 +614,63 @@ all_grow_by() {
     return 1
 }
 
+# Clients streaming verified data until `finish_streams` (see streaming_client): $1 names their
+# files ($work/$1-echo-N, the echo; $work/$1-client-N.log, what went wrong), $2 is how many; with
+# more arguments, the command that plays the client (stdin to the daemon, the echo to stdout)
+# instead of the host's client on the system socket. Returns once data moves on all of them (30 s
+# at most: starting 20 Python writers and clients on a loaded 2-CPU machine took more than 10).
+stream_name=
+stream_pids=()
+stream_outputs=()
+start_streams() {
+    local count=$2 i
+    stream_name=$1
+    shift 2
+    stream_pids=()
+    stream_outputs=()
+    rm -f "$work/$stream_name-stop"
+    for i in $(seq "$count"); do
+        stream_outputs+=("$work/$stream_name-echo-$i")
+        if (($#)); then
+            paced_data 120 "$work/$stream_name-stop" | "$@" >"$work/$stream_name-echo-$i" \
+                2>"$work/$stream_name-client-$i.log" &
+        else
+            streaming_client 120 "$work/$stream_name-stop" "$work/$stream_name-echo-$i" \
+                >"$work/$stream_name-client-$i.log" 2>&1 &
+        fi
+        stream_pids+=($!)
+    done
+    all_grow_by 30 0 "${stream_outputs[@]}"
+}
+
+# Ends the streams: every client must end with all its bytes echoed and no error.
+finish_streams() {
+    local i bad=0
+    touch "$work/$stream_name-stop"
+    for i in "${!stream_pids[@]}"; do
+        wait "${stream_pids[$i]}" || {
+            bad=1
+            echo "client $((i + 1)) failed:"
+            cat "$work/$stream_name-client-$((i + 1)).log"
+        }
+    done
+    echo "bytes echoed and verified per client: $(file_size "${stream_outputs[0]}") (client 1)"
+    return "$bad"
+}
+
+# After a restart: the service active again ($3...: the test), under a main process other than
+# $1 ($2: the command that prints it), and data moving again on every stream: more than a socket
+# buffer's worth (208 KiB) echoed since, which only the new process can have echoed.
+running_anew() {
+    local old_pid=$1 pid_of=$2 new_pid
+    shift 2
+    eventually 10 "$@" || { echo "not active"; return 1; }
+    new_pid=$($pid_of)
+    [[ $new_pid != "$old_pid" ]] || { echo "MainPID $old_pid kept"; return 1; }
+    echo "MainPID $old_pid -> $new_pid"
+    all_grow_by 20 $((256 * 1024)) "${stream_outputs[@]}"
+}
+
 stored_descriptors() { inside systemctl show -P NFileDescriptorStore uds-echo.service; }
 store_is_empty() { [[ $(stored_descriptors) = 0 ]]; }
 
@@ -582,21 +679,14 @@ store_is_empty() { [[ $(stored_descriptors) = 0 ]]; }
 # 20 connections over and the next process resumes them, data moves again on every connection
 # after each, the store is empty again, and every client ends with all its bytes echoed.
 check_restart_keeps_connections() {
-    local clients=20 restarts=3 pids=() outputs=() i step steps what old_pid new_pid bad=0 step_bad
-    local stop_file=$work/restart-stop handed_before resumed_before handed_after resumed_after
+    local clients=20 restarts=3 step steps what old_pid bad=0 step_bad
+    local handed_before resumed_before handed_after resumed_after
     local handed="handed over $clients connection(s) to the file descriptor store; draining 0"
     local resumed="resuming $clients connection(s)"
     host_echo "$sock" "activate" || return 1
     handed_before=$(journal_count "$handed")
     resumed_before=$(journal_count "$resumed")
-    rm -f "$stop_file"
-    for i in $(seq "$clients"); do
-        outputs+=("$work/restart-echo-$i")
-        streaming_client 120 "$stop_file" "$work/restart-echo-$i" \
-            >"$work/restart-client-$i.log" 2>&1 &
-        pids+=($!)
-    done
-    all_grow_by 10 0 "${outputs[@]}" || bad=1
+    start_streams restart "$clients" || bad=1
     steps=$restarts
     [[ -z $deb ]] || steps=$((restarts + 1))
     for step in $(seq "$steps"); do
@@ -610,27 +700,17 @@ check_restart_keeps_connections() {
             inside dpkg -i /root/uds-echo.deb >"$work/reinstall.log" 2>&1 ||
                 { echo "dpkg -i failed:"; cat "$work/reinstall.log"; step_bad=1; }
         fi
-        eventually 10 service_is uds-echo.service active || { echo "not active"; step_bad=1; }
-        new_pid=$(main_pid)
-        [[ $new_pid != "$old_pid" ]] || { echo "MainPID $old_pid kept"; step_bad=1; }
-        # More than a socket buffer's worth (208 KiB) after the new process is up: echoed by it.
-        all_grow_by 20 $((256 * 1024)) "${outputs[@]}" || step_bad=1
+        running_anew "$old_pid" main_pid service_is uds-echo.service active || step_bad=1
         eventually 10 store_is_empty ||
             { echo "the store holds $(stored_descriptors)"; step_bad=1; }
         if ((step_bad)); then
-            echo "$what (MainPID $old_pid -> $new_pid): FAILED, see above"
+            echo "$what: FAILED, see above"
             bad=1
         else
-            echo "$what: MainPID $old_pid -> $new_pid, data moving again on all $clients" \
-                "connections"
+            echo "$what: data moving again on all $clients connections"
         fi
     done
-    touch "$stop_file"
-    for i in "${!pids[@]}"; do
-        wait "${pids[$i]}" ||
-            { bad=1; echo "client $((i + 1)) failed:"; cat "$work/restart-client-$((i + 1)).log"; }
-    done
-    echo "bytes echoed and verified per client: $(file_size "${outputs[0]}") (client 1)"
+    finish_streams || bad=1
     handed_after=$(journal_count "$handed")
     resumed_after=$(journal_count "$resumed")
     echo "restarts that handed over all $clients connections: $((handed_after - handed_before))" \
@@ -753,6 +833,27 @@ else
     check "without the system bus a restart drains a stream, and says why" \
         check_restart_without_bus_drains
     check "a client outside the socket's group is refused" check_group_refused
+    # shellcheck source=tests/e2e/user-instance.sh
+    . "$script_dir/user-instance.sh"
+    check "a lingering user's manager runs; uds-echo.socket disabled until they enable it" \
+        set_up_user_instance
+    check "user instance: socket in \$XDG_RUNTIME_DIR (theirs, 0600), activated by uds-echo hello" \
+        check_user_socket_activation
+    check "user instance: systemctl --user status shows the STATUS line" check_user_status_line
+    check "user instance: another user refused, root's client does not look there" \
+        check_user_instance_is_private
+    check "user instance: 5 streams through systemctl --user restart, every byte verified" \
+        check_user_restart_keeps_connections
+    if [[ -n $deb ]]; then
+        # shellcheck source=tests/e2e/upgrades.sh
+        . "$script_dir/upgrades.sh"
+        check "downgrade to $previous_deb_version (apt install) with 110 clients: none cut" \
+            check_downgrade_keeps_connections
+        check "upgrade to $current_deb_version (apt install) with 110 clients: none cut" \
+            check_upgrade_keeps_connections
+        check "an upgrade whose daemon rejects the config closes clients; fixed, it serves" \
+            check_failed_upgrade_closes_connections
+    fi
     check "Accept=yes pair serves 10 concurrent clients" check_inetd_pair
     check "stopping removes the sockets" check_stop_removes_socket
 fi

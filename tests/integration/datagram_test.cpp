@@ -25,7 +25,6 @@ namespace utf = boost::unit_test;
 
 namespace {
 
-
 sockaddr_un address_of(const std::string& path, socklen_t& length) {
     sockaddr_un address{};
     address.sun_family = AF_UNIX;

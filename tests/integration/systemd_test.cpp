@@ -230,3 +230,65 @@ BOOST_AUTO_TEST_CASE(exit_on_idle_without_activation_is_ignored_with_a_warning) 
     BOOST_TEST(echo_through(daemon.socket, "still here") == "still here");
     BOOST_TEST(stop_daemon(daemon).exited_with(0));
 }
+
+namespace {
+
+// A D-Bus socket that never answers: it listens, and the connection waits in its backlog, so the
+// daemon's connect succeeds and every call then waits for a reply that never comes.
+class SilentBus {
+public:
+    explicit SilentBus(std::string path)
+        : path_(std::move(path))
+        , listener_(listen_unix(path_, 16)) {}
+    std::string address() const { return "unix:path=" + path_; }
+
+private:
+    std::string path_;
+    FileDescriptor listener_;
+};
+
+// At SIGTERM the daemon asks the service manager over `bus_variable`'s bus, which never answers:
+// the whole question ends within its limit (2 s, uds-echod(8)), the watchdog is pinged all along,
+// and the daemon drains and exits, saying why.
+void sigterm_with_a_silent_bus(const std::vector<std::string>& extra_environment,
+                               const std::string& bus_variable, const std::string& bus_name) {
+    TempDir dir;
+    const auto socket = dir.file("s.sock");
+    NotifySocket notify(dir.file("notify.sock"));
+    const SilentBus bus(dir.file("bus.sock"));
+    std::vector<std::string> activate_args = {"-E", "NOTIFY_SOCKET=" + notify.path(),
+                                              "-E", "WATCHDOG_USEC=400000",
+                                              "-E", bus_variable + "=" + bus.address()};
+    activate_args.insert(activate_args.end(), extra_environment.begin(), extra_environment.end());
+    auto daemon = start_activated(dir, socket, activate_args, {});
+    wait_for_listener(socket);
+    BOOST_TEST(echo_through(socket, "activated") == "activated");
+    BOOST_REQUIRE(notify.wait_for("READY=1", 10s).has_value());
+
+    const auto before = notify.history().size();
+    daemon.signal(SIGTERM);
+    BOOST_REQUIRE_MESSAGE(notify.wait_for("STOPPING=1", 10s).has_value(),
+                          "no STOPPING=1; stderr: " << daemon.stderr_text());
+    // Pinged every 200 ms while the question ran for 2 s.
+    std::size_t pings = 0;
+    for (auto i = before; i < notify.history().size(); ++i)
+        pings += contains(notify.history()[i], "WATCHDOG=1") ? 1 : 0;
+    BOOST_TEST(pings >= 5u, pings << " watchdog ping(s) while the bus was asked");
+    const auto exit = daemon.wait_for_exit(10s);
+    BOOST_REQUIRE(exit.has_value());
+    BOOST_TEST(exit->exited_with(0), *exit << "; stderr: " << daemon.stderr_text());
+    BOOST_TEST(
+        contains(daemon.stderr_text(), "stop (no answer on the " + bus_name + " within 2000 ms)"),
+        daemon.stderr_text());
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(a_system_bus_that_never_answers_delays_the_stop_at_most_two_seconds) {
+    sigterm_with_a_silent_bus({}, "DBUS_SYSTEM_BUS_ADDRESS", "system bus");
+}
+
+// Under a user manager ($MANAGERPID set) the question goes to the user's bus.
+BOOST_AUTO_TEST_CASE(under_a_user_manager_the_question_goes_to_the_user_bus) {
+    sigterm_with_a_silent_bus({"-E", "MANAGERPID=1"}, "DBUS_SESSION_BUS_ADDRESS", "user bus");
+}

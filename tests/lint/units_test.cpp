@@ -1,6 +1,7 @@
-// Lints the configured unit files (the build tree's systemd/ folder, from $UDS_ECHO_UNIT_DIR):
-// `systemd-analyze verify` prints nothing for any of them, and `systemd-analyze security
-// --offline=true` rates both services at most 1.0 (docs/testing.md, "Lints").
+// Lints the configured unit files (the build tree's systemd/ folder, from $UDS_ECHO_UNIT_DIR, and
+// the per-user instance's in its user/ folder): `systemd-analyze verify` (with --user for the
+// user units) prints nothing for any of them, and `systemd-analyze security --offline=true` rates
+// every service at most 1.0 (docs/testing.md, "Lints").
 //
 // verify exits 0 even for unknown keys or bad values, so the check is "no output at all". It also
 // resolves every Exec*= command and the whole default dependency tree, which would make the
@@ -27,6 +28,7 @@ namespace {
 const std::vector<std::string> all_units = {"uds-echo.socket", "uds-echo.service",
                                             "uds-echo-inetd.socket", "uds-echo-inetd@.service"};
 const std::vector<std::string> services = {"uds-echo.service", "uds-echo-inetd@.service"};
+const std::vector<std::string> user_units = {"uds-echo.socket", "uds-echo.service"};
 
 // Both usr-merged and split layouts exist; the first one present wins.
 std::optional<std::string> first_existing(const std::vector<std::string>& candidates) {
@@ -126,14 +128,66 @@ private:
     TempDir dir_;
 };
 
-RunResult analyze(const std::vector<std::string>& args) {
+// The user units for `systemd-analyze --user`, which takes no --root: copies in a scratch
+// directory whose absolute Exec*= commands are rewritten to stubs inside it, and the directories
+// a user manager needs ($XDG_RUNTIME_DIR, $XDG_CONFIG_HOME, $HOME) in there too, so that nothing
+// depends on this machine or this user's own units.
+class ScratchUserUnits {
+public:
+    ScratchUserUnits() {
+        const fs::path root(dir_.path());
+        for (const char* sub : {"units", "runtime", "config", "home", "bin"})
+            fs::create_directories(root / sub);
+        fs::permissions(root / "runtime", fs::perms::owner_all);
+        for (const auto& unit : user_units) {
+            const fs::path source = fs::path(unit_dir()) / "user" / unit;
+            BOOST_TEST_REQUIRE(fs::exists(source), source << " was not configured");
+            auto text = read_file(source);
+            for (const auto& command : exec_paths(text)) {
+                if (command.empty() || command.front() != '/')
+                    continue;
+                const auto stub = root / "bin" / fs::path(command).filename();
+                std::ofstream(stub) << "#!/bin/sh\nexit 0\n";
+                fs::permissions(stub, fs::perms::owner_all);
+                // The stub's path ends with the command's ("/bin/kill"): search on after it.
+                for (auto at = text.find(command); at != std::string::npos;
+                     at = text.find(command, at + stub.string().size()))
+                    text.replace(at, command.size(), stub.string());
+            }
+            std::ofstream(units() / unit) << text;
+        }
+    }
+
+    fs::path units() const { return fs::path(dir_.path()) / "units"; }
+    Environment environment() const {
+        const fs::path root(dir_.path());
+        return {{"XDG_RUNTIME_DIR", (root / "runtime").string()},
+                {"XDG_CONFIG_HOME", (root / "config").string()},
+                {"HOME", (root / "home").string()}};
+    }
+
+private:
+    TempDir dir_;
+};
+
+RunResult analyze(const std::vector<std::string>& args, const Environment& environment = {}) {
     ProcessOptions options;
     options.argv = {*systemd_analyze()};
     options.argv.insert(options.argv.end(), args.begin(), args.end());
     // No pager, no colours, no attempt to reach a (missing) PID 1 or bus for anything.
+    options.environment = environment;
     options.environment["SYSTEMD_PAGER"] = "";
     options.environment["SYSTEMD_COLORS"] = "0";
     return run(options, 120s);
+}
+
+// The summary line, e.g. "→ Overall exposure level for uds-echo.service: 0.2 SAFE", so that the
+// log shows the score even when the test passes.
+void show_exposure(const std::string& security_output) {
+    const auto summary = security_output.rfind("Overall exposure level");
+    if (summary != std::string::npos)
+        BOOST_TEST_MESSAGE(
+            security_output.substr(summary, security_output.find('\n', summary) - summary));
 }
 
 } // namespace
@@ -162,12 +216,29 @@ BOOST_AUTO_TEST_CASE(services_are_sandboxed,
                          "--root=" + root.path(), (root.units() / unit).string()});
             BOOST_TEST(result.status.exited_with(0), result.status << "\n"
                                                                    << result.out << result.err);
-            // The summary line, e.g. "→ Overall exposure level for uds-echo.service: 0.2 SAFE",
-            // so the log shows the score even when the test passes.
-            const auto summary = result.out.rfind("Overall exposure level");
-            if (summary != std::string::npos)
-                BOOST_TEST_MESSAGE(
-                    result.out.substr(summary, result.out.find('\n', summary) - summary));
+            show_exposure(result.out);
         }
     }
+}
+
+BOOST_AUTO_TEST_CASE(user_units_verify_prints_nothing,
+                     *boost::unit_test::precondition(have_systemd_analyze)) {
+    const ScratchUserUnits scratch;
+    std::vector<std::string> args = {"--user", "verify", "--man=no"};
+    for (const auto& unit : user_units)
+        args.push_back((scratch.units() / unit).string());
+    const auto result = analyze(args, scratch.environment());
+    BOOST_TEST(result.status.exited_with(0), result.status);
+    BOOST_TEST(result.out.empty(), "stdout: " << result.out);
+    BOOST_TEST(result.err.empty(), "stderr: " << result.err);
+}
+
+BOOST_AUTO_TEST_CASE(user_service_is_sandboxed,
+                     *boost::unit_test::precondition(have_systemd_analyze)) {
+    const ScratchUserUnits scratch;
+    const auto result = analyze({"--user", "security", "--offline=true", "--threshold=10",
+                                 "--no-pager", (scratch.units() / "uds-echo.service").string()},
+                                scratch.environment());
+    BOOST_TEST(result.status.exited_with(0), result.status << "\n" << result.out << result.err);
+    show_exposure(result.out);
 }

@@ -49,6 +49,7 @@ expected=(
   /etc/uds-echo/uds-echo.conf
   /lib/systemd/system/uds-echo.socket /lib/systemd/system/uds-echo.service
   /lib/systemd/system/uds-echo-inetd.socket /lib/systemd/system/uds-echo-inetd@.service
+  /usr/lib/systemd/user/uds-echo.socket /usr/lib/systemd/user/uds-echo.service
   /usr/lib/sysusers.d/uds-echo.conf
   /usr/share/man/man8/uds-echod.8.gz /usr/share/man/man5/uds-echo.conf.5.gz
   /usr/share/bash-completion/completions/uds-echo
@@ -68,6 +69,9 @@ trap 'rm -rf "$scratch"' EXIT
 dpkg-deb -x "$deb" "$scratch/root"
 grep -qx 'ExecStart=/usr/sbin/uds-echod' "$scratch/root/lib/systemd/system/uds-echo.service" ||
   fail "uds-echo.service does not start /usr/sbin/uds-echod"
+grep -qx 'ExecStart=/usr/sbin/uds-echod --config /dev/null --exit-on-idle 600' \
+  "$scratch/root/usr/lib/systemd/user/uds-echo.service" ||
+  fail "the user unit uds-echo.service does not start /usr/sbin/uds-echod"
 "$scratch/root/usr/sbin/uds-echod" --version >/dev/null || fail "the packaged daemon does not run"
 
 # The service runs as the static user that sysusers.d declares, next to the clients' group; the
