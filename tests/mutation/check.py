@@ -21,7 +21,7 @@ M = [
  ("socket group set", "lib/daemon/listener.cpp", "apply_group(options.path, *options.group);", "if (false) apply_group(options.path, *options.group);", "integration_socket_file", "socket_group_by_number"),
  ("allow lists (refused before the first byte)", "lib/daemon/admission.cpp", "if (settings.access.restricts() && !settings.access.allows(*admission.peer)) {", "if (false) {", "integration_admission", "a_peer_not_in_the_allow_lists_is_closed_before_any_echo_and_logged_once"),
  ("no symlink followed at the socket path", "lib/daemon/listener.cpp", "if (::lstat(path.c_str(), &status) != 0) {\n        if (errno == ENOENT)", "if (::stat(path.c_str(), &status) != 0) {\n        if (errno == ENOENT)", "integration_socket_file", "symlink_to_a_stale_socket_is_refused"),
- ("stale-socket probe", "lib/daemon/listener.cpp", "if (someone_listens(path))", "if (false && someone_listens(path))", "integration_socket_file", "live_daemon_at_the_path_is_not_disturbed"),
+ ("stale-socket probe", "lib/daemon/listener.cpp", "if (someone_listens(path, type))", "if (false && someone_listens(path, type))", "integration_socket_file", "live_daemon_at_the_path_is_not_disturbed"),
  ("/tmp fallback directory check", "lib/daemon/listener.cpp", "check_private_directory(directory, ::geteuid());", "if (false) check_private_directory(directory, ::geteuid());", "integration_fallback_directory", "a_directory_planted_by_another_user_is_refused"),
  ("per-uid cap", "lib/daemon/admission.cpp", "if (!uid_counts.try_add(admission.peer->uid, settings.max_connections_per_uid)) {", "if (!uid_counts.try_add(admission.peer->uid, 1000000)) {", "integration_admission", "a_uid_at_its_cap_gets_no_more_while_other_uids_are_served"),
  ("per-uid count given back", "lib/daemon/worker.cpp", "worker->pool_.shared().uid_counts.remove(*counted_uid);", "(void)0;", "integration_admission", "a_closed_connection_gives_its_uid_a_slot_back"),
@@ -32,6 +32,10 @@ M = [
  ("max-connections", "lib/daemon/worker.cpp", "        if (pool_.connections_held() >= settings_.max_connections) {", "        if (pool_.connections_held() >= 1000000) {", "integration_limits", "max_connections_keeps_extra_clients_waiting_then_serves_them"),
  ("unreadable credentials refused (not taken for root)", "lib/daemon/admission.cpp", "        admission.refusal = \"its credentials cannot be read\";\n        return admission;", "        admission.peer = PeerCredentials{};", "unit_admission_decision", "unreadable_credentials_are_refused_by_an_allow_list_that_lets_root_in"),
  ("accepted sockets skip FIONBIO and EPOLL_CTL_DEL", "lib/daemon/accepted_socket.hpp", "#if BOOST_VERSION == 108100\n", "#if 0\n", "unit_accepted_socket", "an_accepted_connection_costs_no_fionbio_and_no_epoll_ctl_del"),
+ ("datagrams answered to abstract senders only", "lib/daemon/datagram_echo.cpp", "        if (!is_abstract_sender(message)) {", "        if (false) {", "integration_datagram", "a_sender_that_swaps_its_path_for_a_symlink_cannot_aim_the_reply"),
+ ("a datagram without credentials is never judged as uid 65534", "lib/daemon/datagram_echo.cpp", "            if (credentials.pid == 0)", "            if (false)", "integration_datagram", "a_datagram_without_credentials_never_passes_as_the_overflow_uid"),
+ ("allow lists per datagram", "lib/daemon/datagram_echo.cpp", "            if (!peer || !access_.allows(*peer)) {", "            if (false) {", "integration_datagram", "a_sender_not_in_the_allow_lists_is_refused_and_logged"),
+ ("an over-long seqpacket message is never echoed cut", "lib/daemon/seqpacket_session.cpp", "        const auto size = static_cast<std::size_t>(length);\n        if (size > buffer.size()) {", "        const auto size = std::min(static_cast<std::size_t>(length), buffer.size());\n        if (false) {", "integration_seqpacket", "an_over_long_message_closes_the_connection_and_is_never_echoed_cut"),
 ]
 # A second argument keeps only the rows whose promise contains it.
 if len(sys.argv) > 2:
