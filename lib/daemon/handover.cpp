@@ -335,7 +335,9 @@ std::vector<HandedConnection> PassedHandover::receive_connections() {
         std::vector<FileDescriptor> fds;
         while (receive_descriptors(queue.get(), fds, cut_short)) {
             for (auto& fd : fds) {
-                if (sd_is_socket_unix(fd.get(), SOCK_STREAM, 0, nullptr, 0) > 0)
+                // Stream and seqpacket connections alike; each is served by its type.
+                if (sd_is_socket_unix(fd.get(), SOCK_STREAM, 0, nullptr, 0) > 0 ||
+                    sd_is_socket_unix(fd.get(), SOCK_SEQPACKET, 0, nullptr, 0) > 0)
                     received.push_back(HandedConnection{std::move(fd), {}});
                 else
                     ++wrong_kind;
@@ -345,7 +347,8 @@ std::vector<HandedConnection> PassedHandover::receive_connections() {
     }
     if (wrong_kind > 0)
         UDS_LOG(error) << "closed " << wrong_kind << " descriptor(s) passed in "
-                       << connections_fd_name << " that are not connected AF_UNIX stream sockets";
+                       << connections_fd_name
+                       << " that are not connected AF_UNIX stream or seqpacket sockets";
     if (cut_short)
         UDS_LOG(error) << "some handed-over connections were lost: a message of "
                        << connections_fd_name

@@ -358,6 +358,81 @@ BOOST_AUTO_TEST_CASE(bytes_pending_for_a_slow_reader_are_written_first) {
     BOOST_TEST(stop_daemon(next).exited_with(0));
 }
 
+// A seqpacket connection whose client stopped reading: at the handover the daemon holds one
+// message it could not send back; it travels whole in the state, the new process sends it first,
+// and every message comes back whole and in order, before and after the restart.
+BOOST_AUTO_TEST_CASE(a_seqpacket_message_in_flight_is_handed_over_whole) {
+    Service service;
+    const auto seqpacket_path = service.dir.file("q.sock");
+    const FileDescriptor seqpacket_listener = bind_unix(seqpacket_path, SOCK_SEQPACKET);
+    BOOST_REQUIRE(::listen(seqpacket_listener.get(), SOMAXCONN) == 0);
+    // Both listeners passed, as a .socket unit with ListenStream= and ListenSequentialPacket=
+    // passes them, and the stored descriptors after them.
+    const auto start = [&](const std::vector<Stored>& passed) {
+        auto options = DaemonOptions::at(service.socket);
+        options.pass_socket = false;
+        options.listen_fds = {service.listener.get(), seqpacket_listener.get()};
+        std::string names = std::string(listener_name) + ":" + listener_name;
+        for (const auto& entry : passed) {
+            options.listen_fds.push_back(entry.fd.get());
+            names += ":" + entry.name;
+        }
+        options.environment = {{"NOTIFY_SOCKET", service.store.path()}, {"LISTEN_FDNAMES", names}};
+        return start_daemon(service.dir, options);
+    };
+    auto old = start({});
+
+    FileDescriptor client(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    std::strncpy(address.sun_path, seqpacket_path.c_str(), sizeof address.sun_path - 1);
+    BOOST_REQUIRE(::connect(client.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) ==
+                  0);
+    const auto message = [](std::size_t index) {
+        auto text = random_bytes(4000, index);
+        text.replace(0, std::to_string(index).size(), std::to_string(index));
+        return text;
+    };
+    // Sends until nothing more goes in for 300 ms: the client's receive queue is full and the
+    // daemon waits to send one message back.
+    std::size_t sent = 0;
+    for (;;) {
+        const auto data = message(sent);
+        if (::send(client.get(), data.data(), data.size(), MSG_NOSIGNAL) > 0) {
+            ++sent;
+            continue;
+        }
+        BOOST_REQUIRE(errno == EAGAIN);
+        pollfd writable{client.get(), POLLOUT, 0};
+        if (::poll(&writable, 1, 300) == 0)
+            break;
+    }
+    hand_over(old, service.store, 1);
+    std::string error;
+    const auto records =
+        uds_echo::daemon::decode_state(file_content(state_of(service.store).fd.get()), error);
+    BOOST_TEST_REQUIRE(records.has_value(), error);
+    BOOST_TEST_REQUIRE(records->size() == 1u);
+    BOOST_TEST(records->front().unsent.size() == 4000u); // one message, whole
+
+    auto next = start(service.store.stored());
+    service.store.stored().clear();
+    ::fcntl(client.get(), F_SETFL, 0);
+    set_io_timeout(client.get(), 10s);
+    std::string echo(8000, '\0');
+    for (std::size_t index = 0; index < sent + 10; ++index) {
+        if (index >= sent) { // after the restart, through the new process
+            const auto data = message(index);
+            BOOST_REQUIRE(::send(client.get(), data.data(), data.size(), MSG_NOSIGNAL) == 4000);
+        }
+        const auto length = ::recv(client.get(), echo.data(), echo.size(), 0);
+        BOOST_REQUIRE_MESSAGE(length == 4000, "message " << index << ": " << length << "; "
+                                                         << next.process.stderr_text());
+        BOOST_REQUIRE_MESSAGE(echo.substr(0, 4000) == message(index), "message " << index);
+    }
+    BOOST_TEST(stop_daemon(next).exited_with(0));
+}
+
 namespace {
 
 // Connections handed over with the state replaced by `state`: the new process must close them
