@@ -196,6 +196,43 @@ BOOST_AUTO_TEST_CASE(serves_a_datagram_socket_passed_by_socket_activation) {
     BOOST_TEST(exit->exited_with(0), *exit);
 }
 
+// A seqpacket socket from systemd-socket-activate --seqpacket: a listener (Accept=no), or with
+// --accept one connected socket per daemon (Accept=yes); either way each message comes back as
+// one message.
+void seqpacket_echo_through_activation(const std::vector<std::string>& activate_args) {
+    TempDir dir;
+    const auto socket = dir.file("q.sock");
+    auto activator = start_activated(dir, socket, activate_args, {});
+    wait_for_socket_file(socket);
+    FileDescriptor client(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    std::strncpy(address.sun_path, socket.c_str(), sizeof address.sun_path - 1);
+    BOOST_REQUIRE(::connect(client.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) ==
+                  0);
+    set_io_timeout(client.get(), 10s);
+    for (const std::string message : {"one", "two"}) {
+        BOOST_REQUIRE(::send(client.get(), message.data(), message.size(), MSG_NOSIGNAL) ==
+                      static_cast<ssize_t>(message.size()));
+        char echo[16] = {};
+        BOOST_TEST(::recv(client.get(), echo, sizeof echo, 0) ==
+                       static_cast<ssize_t>(message.size()),
+                   activator.stderr_text());
+        BOOST_TEST(std::string(echo) == message);
+    }
+    client.reset();
+    activator.signal(SIGTERM);
+    BOOST_TEST(activator.wait_for_exit(10s).has_value());
+}
+
+BOOST_AUTO_TEST_CASE(serves_a_seqpacket_listener_passed_by_socket_activation) {
+    seqpacket_echo_through_activation({"--seqpacket"});
+}
+
+BOOST_AUTO_TEST_CASE(serves_a_connected_seqpacket_socket_passed_with_accept) {
+    seqpacket_echo_through_activation({"--seqpacket", "--accept"});
+}
+
 BOOST_AUTO_TEST_CASE(exits_when_idle_after_serving) {
     TempDir dir;
     const auto socket = dir.file("s.sock");
