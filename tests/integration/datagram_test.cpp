@@ -5,6 +5,7 @@
 #define BOOST_TEST_MODULE integration_datagram
 #include <boost/test/unit_test.hpp>
 
+#include "fixtures.hpp"
 #include "process.hpp"
 
 #include <fcntl.h>
@@ -25,19 +26,6 @@ namespace utf = boost::unit_test;
 
 namespace {
 
-sockaddr_un address_of(const std::string& path, socklen_t& length) {
-    sockaddr_un address{};
-    address.sun_family = AF_UNIX;
-    if (!path.empty() && path.front() == '@') {
-        std::memcpy(address.sun_path + 1, path.data() + 1, path.size() - 1);
-        length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size());
-    } else {
-        std::memcpy(address.sun_path, path.data(), path.size());
-        length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + 1);
-    }
-    return address;
-}
-
 // A datagram socket: autobound (an abstract name the kernel picks), bound to `path`, or unbound.
 enum class Bind { autobind, none };
 FileDescriptor datagram_socket(Bind bind = Bind::autobind) {
@@ -53,27 +41,20 @@ FileDescriptor datagram_socket(Bind bind = Bind::autobind) {
 
 FileDescriptor datagram_socket_at(const std::string& path) {
     FileDescriptor fd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-    socklen_t length = 0;
-    const auto address = address_of(path, length);
+    sockaddr_un address{};
+    const socklen_t length = make_address(path, address);
     BOOST_REQUIRE(::bind(fd.get(), reinterpret_cast<const sockaddr*>(&address), length) == 0);
     return fd;
 }
 
 // sendto(); the errno, 0 on success.
 int send_to(int fd, const std::string& path, std::string_view data, int flags = 0) {
-    socklen_t length = 0;
-    const auto address = address_of(path, length);
+    sockaddr_un address{};
+    const socklen_t length = make_address(path, address);
     return ::sendto(fd, data.data(), data.size(), flags | MSG_NOSIGNAL,
                     reinterpret_cast<const sockaddr*>(&address), length) < 0
                ? errno
                : 0;
-}
-
-// Standard input for the client.
-ProcessOptions with_input(std::string input) {
-    ProcessOptions options;
-    options.stdin_data = std::move(input);
-    return options;
 }
 
 // The next datagram within `timeout`, whole (up to 1 MiB); nullopt when none came.
@@ -277,59 +258,44 @@ BOOST_AUTO_TEST_CASE(a_datagram_socket_passed_by_socket_activation_is_served) {
     BOOST_TEST(is_socket_file(path)); // systemd's file: never removed by the daemon
 }
 
-BOOST_AUTO_TEST_CASE(a_passed_socket_of_a_kind_not_served_is_a_configuration_error) {
-    TempDir dir;
-    const FileDescriptor udp(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-    int pipe_ends[2];
-    BOOST_REQUIRE(::pipe2(pipe_ends, O_CLOEXEC) == 0);
-    const FileDescriptor pipe_read(pipe_ends[0]);
-    const FileDescriptor pipe_write(pipe_ends[1]);
-    for (const int fd : {udp.get(), pipe_read.get()}) {
-        DaemonOptions options;
-        options.listen_fds = {fd};
-        options.pass_socket = false;
-        options.wait_ready = false;
-        Daemon daemon = start_daemon(dir, options);
-        const auto status = daemon.process.wait_for_exit(10s);
-        BOOST_REQUIRE(status.has_value());
-        BOOST_TEST(status->exited_with(exit_config), *status);
-        BOOST_TEST(contains(daemon.process.stderr_text(), "is not an AF_UNIX socket"),
-                   daemon.process.stderr_text());
-    }
-}
+namespace {
 
-BOOST_AUTO_TEST_CASE(two_passed_sockets_of_one_type_are_a_configuration_error) {
+// The daemon given `fds` by socket activation exits 78 and says `why`.
+void passing_is_a_configuration_error(const std::vector<int>& fds, const std::string& why) {
     TempDir dir;
-    const FileDescriptor first = datagram_socket_at(dir.path() + "/one.sock");
-    const FileDescriptor second = datagram_socket_at(dir.path() + "/two.sock");
     DaemonOptions options;
-    options.listen_fds = {first.get(), second.get()};
+    options.listen_fds = fds;
     options.pass_socket = false;
     options.wait_ready = false;
     Daemon daemon = start_daemon(dir, options);
     const auto status = daemon.process.wait_for_exit(10s);
     BOOST_REQUIRE(status.has_value());
     BOOST_TEST(status->exited_with(exit_config), *status);
-    BOOST_TEST(contains(daemon.process.stderr_text(), "more than one datagram socket"),
-               daemon.process.stderr_text());
+    BOOST_TEST(contains(daemon.process.stderr_text(), why), daemon.process.stderr_text());
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(a_passed_socket_of_a_kind_not_served_is_a_configuration_error) {
+    const FileDescriptor udp(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    passing_is_a_configuration_error({udp.get()}, "is not an AF_UNIX socket");
+    int pipe_ends[2];
+    BOOST_REQUIRE(::pipe2(pipe_ends, O_CLOEXEC) == 0);
+    const FileDescriptor pipe_read(pipe_ends[0]);
+    const FileDescriptor pipe_write(pipe_ends[1]);
+    passing_is_a_configuration_error({pipe_read.get()}, "is not an AF_UNIX socket");
+}
+
+BOOST_AUTO_TEST_CASE(two_passed_sockets_of_one_type_are_a_configuration_error) {
+    TempDir dir;
+    const FileDescriptor first = datagram_socket_at(dir.path() + "/one.sock");
+    const FileDescriptor second = datagram_socket_at(dir.path() + "/two.sock");
+    passing_is_a_configuration_error({first.get(), second.get()}, "more than one datagram socket");
 }
 
 BOOST_AUTO_TEST_CASE(the_client_echoes_through_the_datagram_socket) {
     DatagramDaemon d;
-    const auto one_shot = run_client({"--type", "datagram", "-s", d.socket, "hello", "datagram"});
-    BOOST_TEST(one_shot.status.exited_with(exit_ok), one_shot.err);
-    BOOST_TEST(one_shot.out == "hello datagram\n");
-
-    const auto input = random_bytes(300000, 7);
-    const auto streamed =
-        run_client({"--type", "datagram", "-s", d.socket, "-"}, with_input(input));
-    BOOST_TEST(streamed.status.exited_with(exit_ok), streamed.err);
-    BOOST_TEST((streamed.out == input));
-
-    const auto ping =
-        run_client({"--type", "datagram", "-s", d.socket, "ping", "-c", "2", "-i", "0"});
-    BOOST_TEST(ping.status.exited_with(exit_ok), ping.err);
-    BOOST_TEST(contains(ping.out, "2 received"), ping.out);
+    check_every_client_form("datagram", d.socket, 300000);
 }
 
 BOOST_AUTO_TEST_CASE(a_client_of_one_type_is_told_the_type_of_the_socket) {

@@ -5,6 +5,7 @@
 #define BOOST_TEST_MODULE integration_seqpacket
 #include <boost/test/unit_test.hpp>
 
+#include "fixtures.hpp"
 #include "process.hpp"
 
 #include <sys/socket.h>
@@ -21,25 +22,12 @@ using namespace uds_echo::test;
 
 namespace {
 
-sockaddr_un address_of(const std::string& path, socklen_t& length) {
-    sockaddr_un address{};
-    address.sun_family = AF_UNIX;
-    if (!path.empty() && path.front() == '@') {
-        std::memcpy(address.sun_path + 1, path.data() + 1, path.size() - 1);
-        length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size());
-    } else {
-        std::memcpy(address.sun_path, path.data(), path.size());
-        length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + 1);
-    }
-    return address;
-}
-
 // A connected seqpacket socket with send and receive timeouts; throws when connect() fails.
 FileDescriptor connect_seqpacket(const std::string& path) {
     FileDescriptor fd(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
     BOOST_REQUIRE(fd.get() >= 0);
-    socklen_t length = 0;
-    const auto address = address_of(path, length);
+    sockaddr_un address{};
+    const socklen_t length = make_address(path, address);
     BOOST_REQUIRE_MESSAGE(
         ::connect(fd.get(), reinterpret_cast<const sockaddr*>(&address), length) == 0,
         "connect to " << path << ": " << std::strerror(errno));
@@ -61,13 +49,6 @@ std::optional<std::string> receive_message(int fd) {
         return std::nullopt;
     buffer.resize(static_cast<std::size_t>(length));
     return buffer;
-}
-
-// Standard input for the client.
-ProcessOptions with_input(std::string input) {
-    ProcessOptions options;
-    options.stdin_data = std::move(input);
-    return options;
 }
 
 struct SeqpacketDaemon {
@@ -207,8 +188,8 @@ BOOST_AUTO_TEST_CASE(a_seqpacket_listener_passed_by_socket_activation_is_served)
     TempDir dir;
     const std::string path = dir.path() + "/activated.sock";
     FileDescriptor listener(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
-    socklen_t length = 0;
-    const auto address = address_of(path, length);
+    sockaddr_un address{};
+    const socklen_t length = make_address(path, address);
     BOOST_REQUIRE(::bind(listener.get(), reinterpret_cast<const sockaddr*>(&address), length) == 0);
     BOOST_REQUIRE(::listen(listener.get(), 16) == 0);
     DaemonOptions options;
@@ -248,20 +229,7 @@ BOOST_AUTO_TEST_CASE(a_connected_seqpacket_socket_is_served_then_the_daemon_exit
 
 BOOST_AUTO_TEST_CASE(the_client_echoes_through_the_seqpacket_socket) {
     SeqpacketDaemon d;
-    const auto one_shot = run_client({"--type", "seqpacket", "-s", d.socket, "hello", "seqpacket"});
-    BOOST_TEST(one_shot.status.exited_with(exit_ok), one_shot.err);
-    BOOST_TEST(one_shot.out == "hello seqpacket\n");
-
-    const auto input = random_bytes(1000000, 9);
-    const auto streamed =
-        run_client({"--type", "seqpacket", "-s", d.socket, "-"}, with_input(input));
-    BOOST_TEST(streamed.status.exited_with(exit_ok), streamed.err);
-    BOOST_TEST((streamed.out == input));
-
-    const auto ping =
-        run_client({"--type", "seqpacket", "-s", d.socket, "ping", "-c", "2", "-i", "0"});
-    BOOST_TEST(ping.status.exited_with(exit_ok), ping.err);
-    BOOST_TEST(contains(ping.out, "2 received"), ping.out);
+    check_every_client_form("seqpacket", d.socket, 1000000);
 
     const auto stream_at_seqpacket = run_client({"-s", d.socket, "hello"});
     BOOST_TEST(stream_at_seqpacket.status.exited_with(exit_unavailable), stream_at_seqpacket.err);

@@ -196,6 +196,9 @@ bool has_option(const std::vector<std::string>& args, const std::string& long_na
 }
 
 // sockaddr_un for a path or "@abstract"; the length to pass to bind/connect.
+
+} // namespace
+
 socklen_t make_address(const std::string& path, sockaddr_un& address) {
     std::memset(&address, 0, sizeof address);
     address.sun_family = AF_UNIX;
@@ -209,8 +212,6 @@ socklen_t make_address(const std::string& path, sockaddr_un& address) {
     return static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() +
                                   (abstract ? 0 : 1));
 }
-
-} // namespace
 
 bool wait_until(const std::function<bool()>& predicate, std::chrono::milliseconds timeout,
                 std::chrono::milliseconds interval) {

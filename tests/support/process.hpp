@@ -17,6 +17,7 @@
 
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/un.h>
 
 #include <atomic>
 #include <chrono>
@@ -253,6 +254,9 @@ ConnectResult try_connect_unix(const std::string& path);
 FileDescriptor bind_unix(const std::string& path, int type = SOCK_STREAM);
 // A stream socket listening at `path`; throws if it cannot be.
 FileDescriptor listen_unix(const std::string& path, int backlog = SOMAXCONN);
+// The address of `path` ("@name": abstract) and its length, for bind(), connect() and sendto().
+socklen_t make_address(const std::string& path, sockaddr_un& address);
+
 // Connects or throws; sets send/receive timeouts of `io_timeout`.
 FileDescriptor connect_unix(const std::string& path, std::chrono::milliseconds io_timeout = 30s);
 // Polls try_connect_unix until it succeeds or `timeout` passes.
