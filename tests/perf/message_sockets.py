@@ -62,7 +62,7 @@ class Server:
             self.proc.wait()
 
 
-def servers(build, workdir, socket_type):
+def servers(build, socket_type, daemon_args):
     daemon = os.path.join(build, "daemon", "uds-echod")
     reference = os.path.join(build, "tests", "perf", "perf_epoll_message_echo")
     option = "--seqpacket-socket" if socket_type == "seqpacket" else "--datagram-socket"
@@ -71,7 +71,7 @@ def servers(build, workdir, socket_type):
          lambda path: [reference, socket_type, path]),
         ("udsechod", "uds-echod",
          lambda path: [daemon, "--socket", path + ".stream", option, path, "--log-level",
-                       "warning"]),
+                       "warning"] + daemon_args),
     ]
 
 
@@ -105,6 +105,8 @@ def main():
     parser.add_argument("--duration", type=float, default=2.0)
     parser.add_argument("--warmup", type=float, default=0.5)
     parser.add_argument("--types", default="seqpacket,datagram")
+    parser.add_argument("--scenarios", default="".join(s[0] for s in SCENARIOS))
+    parser.add_argument("--daemon-args", default="", help="more uds-echod options, one string")
     parser.add_argument("build", nargs="?", default=os.path.join(HERE, "..", "..", "build",
                                                                   "release"))
     args = parser.parse_args()
@@ -112,10 +114,11 @@ def main():
     rows = []
     with tempfile.TemporaryDirectory(prefix="uds-echo-msgperf.") as workdir:
         for socket_type in args.types.split(","):
-            for scenario in SCENARIOS:
+            for scenario in [s for s in SCENARIOS if s[0] in args.scenarios]:
                 runs = {}
                 for index in range(args.runs):
-                    for key, label, argv in servers(args.build, workdir, socket_type):
+                    for key, label, argv in servers(args.build, socket_type,
+                                                          args.daemon_args.split()):
                         path = os.path.join(workdir, f"{key}-{socket_type}-{index}.sock")
                         server = Server(argv(path), client, socket_type, path)
                         try:
