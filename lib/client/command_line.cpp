@@ -444,6 +444,10 @@ BenchCommand bench_command(const po::variables_map& values, bool stdout_is_termi
     const auto client = client_options(values);
     options.socket_candidates = client.socket_candidates;
     options.timeout = client.timeout;
+    options.type = client.type;
+    if (options.churn && options.type == SocketType::datagram)
+        throw Failure(ExitCode::usage,
+                      "--churn: datagrams have no connections to open (--type datagram)");
     if (!command.json && !client.quiet)
         options.progress =
             stdout_is_terminal ? BenchOptions::Progress::terminal : BenchOptions::Progress::lines;

@@ -12,6 +12,8 @@
 #   --unpinned    no taskset, 2-thread servers: does default --threads pay off? (b,c,d,f)
 #   --load c      drive the servers with the C load generator (tests/perf/epoll_load.c), which
 #                 saturates them, instead of `uds-echo bench`.
+#   --messages    instead: the seqpacket and datagram sockets against the C references
+#                 (perf_epoll_message_echo), tests/perf/message_sockets.py (--runs, --duration).
 #   --compare-loads  the C server driven by the C generator and by `uds-echo bench` in turn:
 #                 how close bench comes to it (a,b,c,f).
 #   other options go to tests/perf/harness.py (--runs N, --duration S, --only a,c,h,
@@ -26,15 +28,17 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 build="$root/build/release"
 harness_args=()
+messages=false
 while (($#)); do
     case "$1" in
+        --messages) messages=true ;;
         --write-doc) harness_args+=(--write-doc "$root/docs/performance.md") ;;
         --runs | --duration | --warmup | --only | --servers | --load)
             harness_args+=("$1" "$2")
             shift
             ;;
         -h | --help)
-            sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+            sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
             exit 0
             ;;
         -*) harness_args+=("$1") ;;
@@ -68,11 +72,20 @@ if ! grep -q '^UDS_ECHO_PERF:BOOL=ON' "$build/CMakeCache.txt"; then
 fi
 say "building in $build"
 cmake --build "$build" --target uds-echod uds-echo perf_epoll_echo perf_asio_plain_echo \
-    perf_epoll_load >&2
+    perf_epoll_load perf_epoll_message_echo >&2
 
 if ! "$build/client/uds-echo" bench --help >/dev/null 2>&1; then
     say "$build/client/uds-echo has no 'bench' command; update the source and rebuild"
     exit 1
 fi
 
+if $messages; then
+    message_args=()
+    for ((i = 0; i < ${#harness_args[@]}; i++)); do
+        case "${harness_args[i]}" in
+            --runs | --duration | --warmup) message_args+=("${harness_args[i]}" "${harness_args[i + 1]}") ;;
+        esac
+    done
+    exec python3 "$here/message_sockets.py" "${message_args[@]}" "$build"
+fi
 exec python3 "$here/harness.py" "${harness_args[@]}" "$build"

@@ -37,13 +37,13 @@ struct Connections {
 asio::awaitable<Connections> connect_all(const BenchOptions& options) {
     // A named object, not a temporary in the co_await expression: g++ 12 destroys such
     // temporaries twice.
-    const ClientOptions candidates{options.socket_candidates, options.timeout, true};
+    const ClientOptions candidates{options.socket_candidates, options.timeout, true, options.type};
     auto first = co_await connect_to_daemon(candidates);
     Connections connections{first.path, {}};
     if (options.churn)
         co_return connections; // the probe only found the path; the load opens its own
     connections.fds.push_back(std::move(first.fd));
-    const ClientOptions same_path{{connections.path}, options.timeout, true};
+    const ClientOptions same_path{{connections.path}, options.timeout, true, options.type};
     while (connections.fds.size() < options.connections) {
         auto next = co_await connect_to_daemon(same_path);
         connections.fds.push_back(std::move(next.fd));
@@ -222,6 +222,7 @@ void collect(const Workers& workers, BenchRun& run, BenchResult& result) {
         result.bytes += figures.bytes;
         result.connections_opened += figures.connections_opened;
         result.connections_measured += figures.connections_measured;
+        result.replies_lost += figures.replies_lost;
         last_completion = std::max(last_completion, figures.last_completion);
     }
     if (last_completion > run.measure_start)
@@ -230,12 +231,30 @@ void collect(const Workers& workers, BenchRun& run, BenchResult& result) {
     result.failure = run.failure();
 }
 
+// The kernel lets at most net.unix.max_dgram_qlen datagrams wait in a socket's receive queue,
+// and the daemon drops a reply that finds the client's queue full: more datagrams in flight per
+// socket than that would measure the drops, not the daemon.
+unsigned datagram_queue_limit() {
+    unsigned limit = 10; // the kernel's default
+    if (std::FILE* file = std::fopen("/proc/sys/net/unix/max_dgram_qlen", "re")) {
+        unsigned value = 0;
+        if (std::fscanf(file, "%u", &value) == 1 && value > 0)
+            limit = value;
+        std::fclose(file);
+    }
+    return limit;
+}
+
 } // namespace
 
 BenchResult run_bench(const BenchOptions& options, std::ostream& progress_out) {
     BenchResult result;
     result.options = options;
     result.options.threads = std::min(options.threads, options.connections);
+    if (options.type == SocketType::datagram && options.pipeline > datagram_queue_limit()) {
+        result.pipeline_asked = options.pipeline;
+        result.options.pipeline = datagram_queue_limit();
+    }
     Connections connections;
     try {
         asio::io_context connecting(1);

@@ -3,6 +3,7 @@
 
 #include "client/bench/latency_histogram.hpp"
 #include "common/exit_codes.hpp"
+#include "common/socket_type.hpp"
 
 #include <chrono>
 #include <cstddef>
@@ -29,6 +30,7 @@ struct BenchOptions {
     std::chrono::nanoseconds warmup{0};    // --warmup: run, but do not measure, first
     unsigned threads = 1;                  // --threads: one io_context each
     bool churn = false;                    // --churn: every message on a new connection
+    SocketType type = SocketType::stream;  // --type
     Progress progress = Progress::none;
 };
 
@@ -39,10 +41,15 @@ struct BenchResult {
     std::uint64_t connections_opened = 0;   // every connection the load opened, in any mode
     std::uint64_t connections_measured = 0; // churn: the connections of measured messages
     std::uint64_t errors = 0;               // connections that failed
-    std::optional<double> seconds;          // the measurement's length; none if nothing came back
-    LatencyHistogram latency;               // per message, first byte sent to last byte received
-    std::optional<Failure> failure;         // the first error, which ended the run
-    bool interrupted = false;               // ended early by SIGINT or SIGTERM
+    // Datagrams: measured messages whose reply never came (the daemon drops a reply that would
+    // block). Each is known lost when a later reply came first, or after the timeout.
+    std::uint64_t replies_lost = 0;
+    // Datagrams: the --pipeline asked for when it was lowered to the receive queue's limit.
+    std::optional<unsigned> pipeline_asked;
+    std::optional<double> seconds;  // the measurement's length; none if nothing came back
+    LatencyHistogram latency;       // per message, first byte sent to last byte received
+    std::optional<Failure> failure; // the first error, which ended the run
+    bool interrupted = false;       // ended early by SIGINT or SIGTERM
 
     std::optional<double> messages_per_second() const;
     std::optional<double> mebibytes_per_second() const;

@@ -86,6 +86,9 @@ void BenchRun::abort() {
 
 // What both kinds of load share: one connection at a time carrying the pattern's stream with up
 // to `depth` messages in flight, every echoed byte checked as it arrives, and the way a load ends.
+// On a seqpacket or datagram socket each message is one send() of `size` bytes of the stream, and
+// each echo must be one message of exactly those bytes, in order; a datagram reply the daemon
+// dropped is counted lost, not failed (see check_message()).
 // Everything runs on the worker's thread, called from its epoll loop.
 class Load {
 public:
@@ -94,6 +97,8 @@ public:
         , run_(worker.run())
         , size_(run_.options.message_size)
         , depth_(depth)
+        , messages_(run_.options.type != SocketType::stream)
+        , datagrams_(run_.options.type == SocketType::datagram)
         , new_connection_per_message_(new_connection_per_message)
         , batches_(depth) {}
     Load(const Load&) = delete;
@@ -118,13 +123,23 @@ public:
             receive();
     }
 
-    // Fails the load if it owes an echo and nothing came for the timeout.
+    // Fails the load if it owes an echo and nothing came for the timeout. Datagrams all sent whose
+    // replies did not come for the timeout are lost, and the load goes on.
     void check_timeout(Clock::time_point now) {
-        if (!ended_ && in_flight_ > 0 && now - last_progress_ > run_.options.timeout)
-            fail(Failure(ExitCode::temp_failure,
-                         "no echo within " + seconds_text(run_.options.timeout) +
-                             " on a connection with " + std::to_string(in_flight_) +
-                             " message(s) in flight"));
+        if (ended_ || in_flight_ == 0 || now - last_progress_ <= run_.options.timeout)
+            return;
+        if (datagrams_ && unsent_ == 0) {
+            const std::size_t lost = in_flight_;
+            receive_offset_ += lost * size_;
+            retire(lost, now, true);
+            last_progress_ = now;
+            echoed(now);
+            return;
+        }
+        fail(Failure(ExitCode::temp_failure,
+                     "no echo within " + seconds_text(run_.options.timeout) +
+                         " on a connection with " + std::to_string(in_flight_) +
+                         " message(s) in flight"));
     }
 
     // Ends the load at once: its connection is closed (which also takes it out of the epoll set).
@@ -185,8 +200,9 @@ private:
     // False when the load failed.
     bool send_unsent() {
         while (unsent_ > 0) {
-            const ssize_t count =
-                ::send(fd_.get(), run_.pattern.at(send_offset_), unsent_, MSG_NOSIGNAL);
+            // A message socket takes a whole message or nothing (EAGAIN).
+            const ssize_t count = ::send(fd_.get(), run_.pattern.at(send_offset_),
+                                         messages_ ? size_ : unsent_, MSG_NOSIGNAL);
             if (count < 0) {
                 if (errno == EINTR)
                     continue;
@@ -209,21 +225,57 @@ private:
     // One recv() per readiness event, as the epoll loop of a C program does: the loop is
     // level-triggered, so what is left is reported again.
     void receive() {
-        const ssize_t count =
-            ::recv(fd_.get(), worker_.read_buffer(), worker_.read_buffer_size(), 0);
+        // MSG_TRUNC: the length of a message longer than the buffer is its true length.
+        const ssize_t count = ::recv(fd_.get(), worker_.read_buffer(), worker_.read_buffer_size(),
+                                     messages_ ? MSG_TRUNC : 0);
         if (count < 0) {
             if (errno == EINTR || errno == EAGAIN)
                 return;
             fail_on(errno, "cannot receive from the daemon");
             return;
         }
-        if (count == 0) {
+        if (count == 0 && !datagrams_) {
             fail_on(0, "");
             return;
         }
         const auto now = Clock::now();
-        if (check_echo(static_cast<std::size_t>(count), now))
+        if (messages_ ? check_message(static_cast<std::size_t>(count), now)
+                      : check_echo(static_cast<std::size_t>(count), now))
             echoed(now);
+    }
+
+    // One echoed message of `count` bytes: it must be exactly the oldest message in flight. A
+    // datagram reply may instead be a later one in flight: the daemon dropped the replies before
+    // it, which are counted lost. False when the load failed.
+    bool check_message(std::size_t count, Clock::time_point now) {
+        last_progress_ = now;
+        if (in_flight_ == 0) {
+            fail(Failure(ExitCode::data_error, "the daemon sent a message it was not sent"));
+            return false;
+        }
+        if (count != size_) {
+            fail(Failure(ExitCode::data_error, "the daemon echoed a message of " +
+                                                   std::to_string(count) + " bytes for one of " +
+                                                   std::to_string(size_) + " bytes"));
+            return false;
+        }
+        const std::size_t candidates = datagrams_ ? in_flight_ : 1;
+        for (std::size_t skipped = 0; skipped < candidates; ++skipped) {
+            const std::uint64_t offset = receive_offset_ + skipped * size_;
+            if (run_.pattern.difference(offset, worker_.read_buffer(), count))
+                continue;
+            if (skipped > 0)
+                retire(skipped, now, true);
+            receive_offset_ = offset + size_;
+            retire(1, now, false);
+            return true;
+        }
+        fail(Failure(ExitCode::data_error,
+                     "the echo differed from message " +
+                         std::to_string((receive_offset_ - stream_start_) / size_) + " sent on a " +
+                         std::string(to_string(run_.options.type)) + " socket" +
+                         (datagrams_ ? " and from every later one in flight" : "")));
+        return false;
     }
 
     // False when the load failed.
@@ -243,23 +295,31 @@ private:
         }
         receive_offset_ += count;
         partial_ += count;
-        // The messages completed by this read, counted batch by batch: the messages of a batch
-        // share their send time, so each batch is one histogram entry, however deep the pipeline.
-        std::size_t completed = partial_ / size_;
+        const std::size_t completed = partial_ / size_;
         partial_ -= completed * size_;
-        in_flight_ -= completed;
-        while (completed > 0) {
+        retire(completed, now, false);
+        return true;
+    }
+
+    // The `count` oldest messages in flight are done: echoed, or (`lost`) never to be. Counted
+    // batch by batch: the messages of a batch share their send time, so each batch is one
+    // histogram entry, however deep the pipeline.
+    void retire(std::size_t count, Clock::time_point now, bool lost) {
+        in_flight_ -= count;
+        while (count > 0) {
             Batch& oldest = batches_[first_batch_];
-            const std::size_t done = std::min(completed, oldest.messages);
-            worker_.messages_done(oldest.sent, now, done, new_connection_per_message_);
-            completed -= done;
+            const std::size_t done = std::min(count, oldest.messages);
+            if (lost)
+                worker_.replies_lost(oldest.sent, done);
+            else
+                worker_.messages_done(oldest.sent, now, done, new_connection_per_message_);
+            count -= done;
             oldest.messages -= done;
             if (oldest.messages == 0) {
                 first_batch_ = wrap(first_batch_ + 1);
                 --batch_count_;
             }
         }
-        return true;
     }
 
     std::size_t wrap(std::size_t index) const { return index >= depth_ ? index - depth_ : index; }
@@ -275,6 +335,8 @@ private:
             fail(Failure(ExitCode::os_error, what + ": " + errno_text(error)));
     }
 
+    const bool messages_;  // a seqpacket or datagram socket: whole messages each way
+    const bool datagrams_; // replies may be dropped
     const bool new_connection_per_message_;
     FileDescriptor fd_;
     // The messages in flight, oldest first, as the batches they were sent in: a ring of `depth`
@@ -380,7 +442,7 @@ private:
         }
         cycle_start_ = now;
         backoff_ = first_backlog_retry;
-        connecting_ = client_socket(SocketType::stream);
+        connecting_ = client_socket(run_.options.type);
         try_connect(now);
     }
 
@@ -434,7 +496,10 @@ Worker::Worker(BenchRun& run)
     : run_(run)
     , epoll_(::epoll_create1(EPOLL_CLOEXEC))
     , abort_event_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK))
-    , read_buffer_(read_buffer_bytes) {
+    // A message is received whole with one recv(), so a message socket reads its full size.
+    , read_buffer_(run.options.type == SocketType::stream
+                       ? read_buffer_bytes
+                       : std::max(read_buffer_bytes, run.options.message_size)) {
     if (!epoll_.valid() || !abort_event_.valid())
         throw Failure(ExitCode::os_error,
                       "bench: cannot create an event loop: " + errno_text(errno));
@@ -490,6 +555,11 @@ void Worker::messages_done(Clock::time_point sent, Clock::time_point now, std::s
     if (new_connection)
         figures_.connections_measured += count;
     figures_.last_completion = std::max(figures_.last_completion, now);
+}
+
+void Worker::replies_lost(Clock::time_point sent, std::size_t count) {
+    if (run_.measured(sent))
+        figures_.replies_lost += count;
 }
 
 void Worker::run_loads() {

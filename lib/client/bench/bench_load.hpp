@@ -84,6 +84,7 @@ struct WorkerFigures {
     std::uint64_t bytes = 0;
     std::uint64_t connections_opened = 0;
     std::uint64_t connections_measured = 0;
+    std::uint64_t replies_lost = 0;
     BenchClock::time_point last_completion{};
     LatencyHistogram latency;
 };
@@ -119,6 +120,8 @@ public:
     // `count` messages sent at `sent` were echoed completely at `now`.
     void messages_done(BenchClock::time_point sent, BenchClock::time_point now, std::size_t count,
                        bool new_connection);
+    // `count` datagrams sent at `sent` will never have a reply.
+    void replies_lost(BenchClock::time_point sent, std::size_t count);
     void watch(int fd, Load* load, bool output, bool added);
     void wake_by(BenchClock::time_point when);
     void load_ended() { --active_; }

@@ -33,13 +33,18 @@ std::string json_latency(const LatencyHistogram& latency, std::uint64_t nanoseco
 std::string header(const BenchResult& result) {
     const auto& options = result.options;
     char line[256];
-    std::snprintf(line, sizeof line, "%s: %u connection%s on %u thread%s, %zu-byte messages",
-                  options.churn ? "churn" : "bench", options.connections,
+    std::snprintf(line, sizeof line, "%s: %s, %u %s%s on %u thread%s, %zu-byte messages",
+                  options.churn ? "churn" : "bench", std::string(to_string(options.type)).c_str(),
+                  options.connections,
+                  options.type == SocketType::datagram ? "socket" : "connection",
                   options.connections == 1 ? "" : "s", options.threads,
                   options.threads == 1 ? "" : "s", options.message_size);
     std::string text = line;
     if (!options.churn)
         text += ", pipeline " + std::to_string(options.pipeline);
+    if (result.pipeline_asked)
+        text += " (not " + std::to_string(*result.pipeline_asked) +
+                ": net.unix.max_dgram_qlen replies at most wait per socket)";
     if (result.seconds) {
         std::snprintf(line, sizeof line, ", %.2f s measured", *result.seconds);
         text += line;
@@ -103,6 +108,9 @@ void print_bench_report(const BenchResult& result, std::ostream& out) {
             << '\n';
     else
         out << "latency     none measured\n";
+    if (result.options.type == SocketType::datagram)
+        out << "lost        " << result.replies_lost
+            << " replies never came (dropped by the daemon or the kernel)\n";
     out << "errors      " << result.errors << '\n';
     if (latency.count() > 0)
         print_distribution(latency, out);
@@ -113,6 +121,7 @@ void print_bench_json(const BenchResult& result, std::ostream& out) {
     const auto& latency = result.latency;
     std::string json = "{\"mode\":\"";
     json += options.churn ? "churn" : "pipelined";
+    json += "\",\"type\":\"" + std::string(to_string(options.type));
     json += "\",\"connections\":" + std::to_string(options.connections);
     json += ",\"threads\":" + std::to_string(options.threads);
     json += ",\"size\":" + std::to_string(options.message_size);
@@ -121,6 +130,11 @@ void print_bench_json(const BenchResult& result, std::ostream& out) {
     json += ",\"bytes\":" + std::to_string(result.bytes);
     json += ",\"connections_opened\":" + std::to_string(result.connections_opened);
     json += ",\"errors\":" + std::to_string(result.errors);
+    json += ",\"replies_lost\":" + (options.type == SocketType::datagram
+                                        ? std::to_string(result.replies_lost)
+                                        : std::string("null"));
+    json += ",\"pipeline_asked\":" +
+            (result.pipeline_asked ? std::to_string(*result.pipeline_asked) : std::string("null"));
     json += std::string(",\"interrupted\":") + (result.interrupted ? "true" : "false");
     json += ",\"seconds\":" + json_number(result.seconds, 6);
     json += ",\"messages_per_second\":" + json_number(result.messages_per_second(), 1);
