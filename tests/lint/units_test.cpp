@@ -25,10 +25,12 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const std::vector<std::string> all_units = {"uds-echo.socket", "uds-echo.service",
-                                            "uds-echo-inetd.socket", "uds-echo-inetd@.service"};
+const std::vector<std::string> all_units = {"uds-echo.socket",          "uds-echo-seqpacket.socket",
+                                            "uds-echo-datagram.socket", "uds-echo.service",
+                                            "uds-echo-inetd.socket",    "uds-echo-inetd@.service"};
 const std::vector<std::string> services = {"uds-echo.service", "uds-echo-inetd@.service"};
-const std::vector<std::string> user_units = {"uds-echo.socket", "uds-echo.service"};
+const std::vector<std::string> user_units = {"uds-echo.socket", "uds-echo-seqpacket.socket",
+                                             "uds-echo-datagram.socket", "uds-echo.service"};
 
 // Both usr-merged and split layouts exist; the first one present wins.
 std::optional<std::string> first_existing(const std::vector<std::string>& candidates) {
