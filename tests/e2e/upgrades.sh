@@ -75,9 +75,16 @@ check_downgrade_drains() {
     [[ $(installed_version) = "$previous_deb_version" ]] ||
         { echo "installed: $(installed_version), expected $previous_deb_version"; bad=1; }
     # Every client ends by itself within seconds of the downgrade.
-    for pid in "${stream_pids[@]}" "${seqpacket_pids[@]}"; do
-        eventually 20 bash -c "! kill -0 $pid 2>/dev/null" || { echo "client $pid hangs"; bad=1; }
+    local alive
+    for _ in $(seq 200); do
+        alive=0
+        for pid in "${stream_pids[@]}" "${seqpacket_pids[@]}"; do
+            ! kill -0 "$pid" 2>/dev/null || alive=$((alive + 1))
+        done
+        ((alive)) || break
+        sleep 0.1
     done
+    ((alive == 0)) || { echo "$alive client(s) still connected 20 s after the downgrade"; bad=1; }
     touch "$work/downgrade-stop"
     for i in "${!stream_pids[@]}"; do
         wait "${stream_pids[$i]}" ||
