@@ -43,12 +43,83 @@ package_change_keeps_connections() {
     return "$bad"
 }
 
-check_downgrade_keeps_connections() {
-    package_change_keeps_connections "$previous_deb_inside" "$previous_deb_version"
+# A downgrade to the previous release, which serves only streams, drains instead
+# (docs/operations.md, "Upgrades and downgrades"): this package's prerm stops the three sockets and
+# the service, so the daemon echoes what it has and closes every connection as at a stop, and
+# hands none to the older daemon. Stream clients end with every byte echoed, seqpacket clients
+# with every message echoed until the daemon closed them (seqpacket_client.py's 3), none hangs.
+# Then the older package's socket serves streams, and the message sockets are gone.
+check_downgrade_drains() {
+    local bad=0 handed_before pid status i seqpacket_pids=() stopped_before
+    local handed="handed over" stopped="stop (the job queued for .* is a stop)"
+    host_echo "$sock" "activate" || return 1
+    handed_before=$(journal_count "$handed")
+    stopped_before=$(journal_count "$stopped")
+    # Streams short enough to end within the daemon's drain (--shutdown-timeout, 5 s).
+    stream_pids=()
+    for i in 1 2 3; do
+        streaming_client 3 >"$work/downgrade-stream-$i.log" 2>&1 &
+        stream_pids+=($!)
+    done
+    rm -f "$work/downgrade-stop"
+    for i in 1 2; do
+        python3 "$seqpacket_tool" "$seqpacket_sock" "$work/downgrade-stop" \
+            >"$work/downgrade-seqpacket-$i.out" 2>"$work/downgrade-seqpacket-$i.log" &
+        seqpacket_pids+=($!)
+    done
+    eventually 20 bash -c "[[ -s $work/downgrade-seqpacket-1.out && -s $work/downgrade-seqpacket-2.out ]]" ||
+        { echo "the seqpacket clients did not get going"; bad=1; }
+    echo "$(installed_version) -> apt-get install $previous_deb_inside:"
+    apt_install "$previous_deb_inside" >"$work/downgrade.log" 2>&1 ||
+        { echo "apt-get failed:"; cat "$work/downgrade.log"; bad=1; }
+    [[ $(installed_version) = "$previous_deb_version" ]] ||
+        { echo "installed: $(installed_version), expected $previous_deb_version"; bad=1; }
+    # Every client ends by itself within seconds of the downgrade.
+    local alive
+    for _ in $(seq 200); do
+        alive=0
+        for pid in "${stream_pids[@]}" "${seqpacket_pids[@]}"; do
+            ! kill -0 "$pid" 2>/dev/null || alive=$((alive + 1))
+        done
+        ((alive)) || break
+        sleep 0.1
+    done
+    ((alive == 0)) || { echo "$alive client(s) still connected 20 s after the downgrade"; bad=1; }
+    touch "$work/downgrade-stop"
+    for i in "${!stream_pids[@]}"; do
+        wait "${stream_pids[$i]}" ||
+            { echo "stream client $((i + 1)) failed:"; cat "$work/downgrade-stream-$((i + 1)).log"; bad=1; }
+    done
+    for i in "${!seqpacket_pids[@]}"; do
+        status=0
+        wait "${seqpacket_pids[$i]}" || status=$?
+        cat "$work/downgrade-seqpacket-$((i + 1)).log"
+        [[ $status = 0 || $status = 3 ]] || { echo "seqpacket client $((i + 1)): exit $status"; bad=1; }
+    done
+    (($(journal_count "$handed") == handed_before)) || { echo "connections were handed over"; bad=1; }
+    (($(journal_count "$stopped") == stopped_before + 1)) || { echo "no '$stopped' line"; bad=1; }
+    # The older release serves streams from its own socket; the message sockets are gone.
+    host_echo "$sock" "served by $previous_deb_version" || bad=1
+    inside journalctl --no-pager -u uds-echo.service -o cat -n 20 | grep "uds-echod $previous_version" ||
+        { echo "no 'uds-echod $previous_version' start line"; bad=1; }
+    [[ ! -e $seqpacket_sock && ! -e $datagram_sock ]] ||
+        { echo "message socket files left:"; ls -la "$host_run"; bad=1; }
+    for unit in "${message_sockets[@]}"; do
+        ! service_is "$unit" active || { echo "$unit still active"; bad=1; }
+    done
+    return "$bad"
 }
 
+# The upgrade adds the message sockets: started by the postinst before the running daemon is
+# restarted, so the new process takes the stream connections back and serves all three.
 check_upgrade_keeps_connections() {
-    package_change_keeps_connections "$current_deb_inside" "$current_deb_version"
+    local bad=0 unit
+    package_change_keeps_connections "$current_deb_inside" "$current_deb_version" || bad=1
+    for unit in uds-echo.socket "${message_sockets[@]}"; do
+        service_is "$unit" active || { echo "$unit: $(service_state "$unit")"; bad=1; }
+    done
+    check_message_types || bad=1
+    return "$bad"
 }
 
 # The previous release installed and serving, a configuration the new daemon rejects, then the

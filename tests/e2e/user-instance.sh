@@ -43,7 +43,14 @@ set_up_user_instance() {
     local enabled
     enabled=$(as_user systemctl --user is-enabled uds-echo.socket 2>&1 || true)
     [[ $enabled = disabled ]] || { echo "uds-echo.socket is $enabled for the user"; return 1; }
+    # Also= in uds-echo.socket enables the seqpacket and datagram sockets with it.
     as_user systemctl --user enable --now uds-echo.socket
+    local unit
+    for unit in uds-echo-seqpacket.socket uds-echo-datagram.socket; do
+        enabled=$(as_user systemctl --user is-enabled "$unit" 2>&1 || true)
+        [[ $enabled = enabled ]] || { echo "$unit is $enabled after enabling uds-echo.socket"; return 1; }
+    done
+    as_user systemctl --user start uds-echo-seqpacket.socket uds-echo-datagram.socket
 }
 
 check_user_socket_activation() {
@@ -61,6 +68,15 @@ check_user_socket_activation() {
     [[ $out = hello ]] || { echo "uds-echo hello printed: $out"; return 1; }
     eventually 10 user_unit_is uds-echo.service active ||
         { echo "service: $(user_state uds-echo.service), expected active"; return 1; }
+    # The other two types at their default paths in the runtime directory, 0600 too.
+    local type
+    for type in seqpacket datagram; do
+        owner=$(inside stat -c '%U %a %F' "/run/user/$user_uid/uds-echo-$type.sock")
+        [[ $owner = "$user_name 600 socket" ]] || { echo "$type socket: $owner"; return 1; }
+        out=$(as_user uds-echo -t 10 --type "$type" "$type hello") ||
+            { echo "uds-echo --type $type hello: exit $?: $out"; return 1; }
+        [[ $out = "$type hello" ]] || { echo "uds-echo --type $type hello printed: $out"; return 1; }
+    done
     # The daemon runs as the user.
     local pid user
     pid=$(user_main_pid)

@@ -25,10 +25,12 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const std::vector<std::string> all_units = {"uds-echo.socket", "uds-echo.service",
-                                            "uds-echo-inetd.socket", "uds-echo-inetd@.service"};
+const std::vector<std::string> all_units = {"uds-echo.socket",          "uds-echo-seqpacket.socket",
+                                            "uds-echo-datagram.socket", "uds-echo.service",
+                                            "uds-echo-inetd.socket",    "uds-echo-inetd@.service"};
 const std::vector<std::string> services = {"uds-echo.service", "uds-echo-inetd@.service"};
-const std::vector<std::string> user_units = {"uds-echo.socket", "uds-echo.service"};
+const std::vector<std::string> user_units = {"uds-echo.socket", "uds-echo-seqpacket.socket",
+                                             "uds-echo-datagram.socket", "uds-echo.service"};
 
 // Both usr-merged and split layouts exist; the first one present wins.
 std::optional<std::string> first_existing(const std::vector<std::string>& candidates) {
@@ -241,4 +243,30 @@ BOOST_AUTO_TEST_CASE(user_service_is_sandboxed,
                                 scratch.environment());
     BOOST_TEST(result.status.exited_with(0), result.status << "\n" << result.out << result.err);
     show_exposure(result.out);
+}
+
+// One service behind three socket units, system and user alike (docs/architecture.md, "The socket
+// units"): the service is handed all three; the datagram socket passes credentials from its
+// creation on (the allow lists read them per datagram); the stream and seqpacket sockets do not,
+// since every accepted connection would inherit SO_PASSCRED and pay for it on each message.
+BOOST_AUTO_TEST_CASE(only_the_datagram_socket_passes_credentials) {
+    for (const auto& dir : {fs::path(unit_dir()), fs::path(unit_dir()) / "user"}) {
+        BOOST_TEST_CONTEXT(dir.string()) {
+            const auto has_line = [&](const std::string& unit, const std::string& wanted) {
+                std::istringstream lines(read_file((dir / unit).string()));
+                for (std::string line; std::getline(lines, line);)
+                    if (line == wanted)
+                        return true;
+                return false;
+            };
+            BOOST_TEST(has_line("uds-echo.service", "Sockets=uds-echo.socket "
+                                                    "uds-echo-seqpacket.socket "
+                                                    "uds-echo-datagram.socket"));
+            BOOST_TEST(has_line("uds-echo-datagram.socket", "PassCredentials=yes"));
+            for (const std::string unit : {"uds-echo.socket", "uds-echo-seqpacket.socket"})
+                BOOST_TEST(!has_line(unit, "PassCredentials=yes"), unit);
+            for (const std::string unit : {"uds-echo-seqpacket.socket", "uds-echo-datagram.socket"})
+                BOOST_TEST(has_line(unit, "Service=uds-echo.service"), unit);
+        }
+    }
 }

@@ -48,8 +48,10 @@ expected=(
   /usr/sbin/uds-echod /usr/bin/uds-echo
   /etc/uds-echo/uds-echo.conf
   /lib/systemd/system/uds-echo.socket /lib/systemd/system/uds-echo.service
+  /lib/systemd/system/uds-echo-seqpacket.socket /lib/systemd/system/uds-echo-datagram.socket
   /lib/systemd/system/uds-echo-inetd.socket /lib/systemd/system/uds-echo-inetd@.service
   /usr/lib/systemd/user/uds-echo.socket /usr/lib/systemd/user/uds-echo.service
+  /usr/lib/systemd/user/uds-echo-seqpacket.socket /usr/lib/systemd/user/uds-echo-datagram.socket
   /usr/lib/sysusers.d/uds-echo.conf
   /usr/share/man/man8/uds-echod.8.gz /usr/share/man/man5/uds-echo.conf.5.gz
   /usr/share/bash-completion/completions/uds-echo
@@ -72,6 +74,18 @@ grep -qx 'ExecStart=/usr/sbin/uds-echod' "$scratch/root/lib/systemd/system/uds-e
 grep -qx 'ExecStart=/usr/sbin/uds-echod --config /dev/null --exit-on-idle 600' \
   "$scratch/root/usr/lib/systemd/user/uds-echo.service" ||
   fail "the user unit uds-echo.service does not start /usr/sbin/uds-echod"
+# Both services are handed all three sockets; only the datagram sockets pass credentials.
+for dir in lib/systemd/system usr/lib/systemd/user; do
+  grep -qx 'Sockets=uds-echo.socket uds-echo-seqpacket.socket uds-echo-datagram.socket' \
+    "$scratch/root/$dir/uds-echo.service" || fail "$dir/uds-echo.service lacks the three Sockets="
+  grep -qx 'PassCredentials=yes' "$scratch/root/$dir/uds-echo-datagram.socket" ||
+    fail "$dir/uds-echo-datagram.socket does not pass credentials"
+  for unit in uds-echo.socket uds-echo-seqpacket.socket; do
+    if grep -q '^PassCredentials=' "$scratch/root/$dir/$unit"; then
+      fail "$dir/$unit sets PassCredentials= (accepted connections would inherit it)"
+    fi
+  done
+done
 "$scratch/root/usr/sbin/uds-echod" --version >/dev/null || fail "the packaged daemon does not run"
 
 # The service runs as the static user that sysusers.d declares, next to the clients' group; the
@@ -143,8 +157,14 @@ if grep -Eq '(userdel|deluser|groupdel|delgroup)' "$scratch/control/postrm"; the
 fi
 recommends=$(dpkg-deb -f "$deb" Recommends)
 grep -q 'dbus-system-bus' <<<"$recommends" || fail "Recommends lacks a system bus: $recommends"
-grep -q 'deb-systemd-helper enable uds-echo.socket' "$scratch/control/postinst" ||
-  fail "postinst does not enable uds-echo.socket"
+grep -qx 'sockets="uds-echo.socket uds-echo-seqpacket.socket uds-echo-datagram.socket"' \
+  "$scratch/control/postinst" || fail "postinst does not name the three socket units"
+# shellcheck disable=SC2016 # the scripts' own text
+grep -q 'deb-systemd-helper enable "$socket"' "$scratch/control/postinst" ||
+  fail "postinst does not enable the socket units"
+# shellcheck disable=SC2016 # the scripts' own text
+grep -q 'dpkg --compare-versions "$2" lt-nl 0.2.0~' "$scratch/control/prerm" ||
+  fail "prerm does not stop the daemon on a downgrade to a release without message sockets"
 if grep -E '(start|restart)[^|]*uds-echo\.service' "$scratch/control/postinst" |
   grep -qv try-restart; then
   fail "postinst starts the service"
