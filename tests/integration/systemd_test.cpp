@@ -203,13 +203,14 @@ void seqpacket_echo_through_activation(const std::vector<std::string>& activate_
     TempDir dir;
     const auto socket = dir.file("q.sock");
     auto activator = start_activated(dir, socket, activate_args, {});
-    wait_for_socket_file(socket);
+    wait_for_listener(socket);
     FileDescriptor client(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
     sockaddr_un address{};
     address.sun_family = AF_UNIX;
     std::strncpy(address.sun_path, socket.c_str(), sizeof address.sun_path - 1);
-    BOOST_REQUIRE(::connect(client.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) ==
-                  0);
+    BOOST_REQUIRE_MESSAGE(
+        ::connect(client.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) == 0,
+        std::strerror(errno));
     set_io_timeout(client.get(), 10s);
     for (const std::string message : {"one", "two"}) {
         BOOST_REQUIRE(::send(client.get(), message.data(), message.size(), MSG_NOSIGNAL) ==
