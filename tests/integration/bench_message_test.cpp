@@ -5,6 +5,7 @@
 #define BOOST_TEST_MODULE integration_bench_message
 #include <boost/test/unit_test.hpp>
 
+#include "client_checks.hpp"
 #include "process.hpp"
 
 #include <boost/property_tree/json_parser.hpp>
@@ -27,24 +28,6 @@
 using namespace uds_echo::test;
 
 namespace {
-
-void check_exit(const RunResult& result, int code) {
-    BOOST_TEST(result.status.exited_with(code), "exit " << result.status << ", expected " << code
-                                                        << "; stdout: " << result.out
-                                                        << "; stderr: " << result.err);
-}
-
-boost::property_tree::ptree parse_json(const std::string& text) {
-    std::istringstream in(text);
-    boost::property_tree::ptree tree;
-    boost::property_tree::read_json(in, tree);
-    return tree;
-}
-
-// Numbers are read as text (see client_tools_test.cpp).
-long long json_integer(const boost::property_tree::ptree& json, const std::string& key) {
-    return std::stoll(json.get<std::string>(key));
-}
 
 // A daemon serving all three types in a directory of its own.
 struct MessageDaemonFixture {

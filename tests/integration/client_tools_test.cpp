@@ -4,6 +4,7 @@
 #define BOOST_TEST_MODULE integration_client_tools
 #include <boost/test/unit_test.hpp>
 
+#include "client_checks.hpp"
 #include "fake_server.hpp"
 #include "fixtures.hpp"
 #include "process.hpp"
@@ -34,25 +35,6 @@
 using namespace uds_echo::test;
 
 namespace {
-
-void check_exit(const RunResult& result, int code) {
-    BOOST_TEST(result.status.exited_with(code), "exit " << result.status << ", expected " << code
-                                                        << "; stdout: " << result.out
-                                                        << "; stderr: " << result.err);
-}
-
-boost::property_tree::ptree parse_json(const std::string& text) {
-    std::istringstream in(text);
-    boost::property_tree::ptree tree;
-    boost::property_tree::read_json(in, tree);
-    return tree;
-}
-
-// Numbers are read as text: property_tree's numeric translator trips g++ 12's
-// -Wmaybe-uninitialized in sanitizer builds.
-long long json_integer(const boost::property_tree::ptree& json, const std::string& key) {
-    return std::stoll(json.get<std::string>(key));
-}
 
 double json_number(const boost::property_tree::ptree& json, const std::string& key) {
     return std::stod(json.get<std::string>(key));
