@@ -6,10 +6,21 @@
 #include "common/file_descriptor.hpp"
 #include "common/socket_type.hpp"
 #include "daemon/access.hpp"
+#include "daemon/refusal_log.hpp"
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/local/datagram_protocol.hpp>
+
+#include <sys/socket.h>
+
+#include <atomic>
+#include <optional>
+#include <thread>
+#include <vector>
 
 #include <cstddef>
 #include <cstdint>
-#include <memory>
 
 namespace uds_echo::daemon {
 
@@ -45,8 +56,26 @@ public:
     DatagramFigures figures() const;
 
 private:
-    class Loop;
-    std::unique_ptr<Loop> loop_;
+    // Only the datagram thread writes a figure; the control thread reads them.
+    static void add(std::atomic<std::uint64_t>& figure, std::uint64_t amount = 1);
+    boost::asio::awaitable<void> serve();
+    bool answer_one(); // false when no datagram is queued
+    static std::optional<PeerCredentials> sender_credentials(msghdr& message);
+    static bool is_abstract_sender(const msghdr& message);
+
+    boost::asio::io_context context_;
+    boost::asio::local::datagram_protocol::socket socket_;
+    RefusalLog refusals_;
+    AccessPolicy access_;      // the datagram thread's
+    std::vector<char> buffer_; // one datagram at a time: no allocation per datagram
+    std::uint64_t received_ = 0;
+    std::atomic<std::uint64_t> answered_{0};
+    std::atomic<std::uint64_t> bytes_{0};
+    std::atomic<std::uint64_t> unanswerable_{0};
+    std::atomic<std::uint64_t> too_long_{0};
+    std::atomic<std::uint64_t> reply_dropped_{0};
+    std::atomic<std::uint64_t> refused_{0};
+    std::thread thread_;
 };
 
 } // namespace uds_echo::daemon
