@@ -109,21 +109,25 @@ public:
         // Before the accept loop, which counts them: resumed connections come first.
         if (!socket_.connected)
             resume_handed_connections();
-        pool_.start();
         if (datagram_) {
-            datagram_->start();
+            // Logged before any thread starts: the first log line creates the logger, and no
+            // other thread may race to create it.
             UDS_LOG(info) << "answering datagrams on "
                           << bound_socket_name(socket_.datagram_fd).value_or("an unnamed socket");
+            datagram_->start();
         }
+        pool_.start();
         if (socket_.connected) {
             UDS_LOG(info) << "uds-echod " << UDS_ECHO_VERSION
                           << " serving one connection passed by socket activation";
             pool_.serve_connected(socket_.fd);
         } else {
-            if (socket_.socket_activated)
-                UDS_LOG(info) << "listening on "
-                              << bound_socket_name(socket_.fd).value_or("an unnamed socket")
-                              << " (passed by socket activation)";
+            for (const auto& [fd, type] :
+                 {std::pair{socket_.fd, "stream"}, std::pair{socket_.seqpacket_fd, "seqpacket"}})
+                if (socket_.socket_activated && fd >= 0)
+                    UDS_LOG(info) << "listening on "
+                                  << bound_socket_name(fd).value_or("an unnamed socket") << " ("
+                                  << type << ", passed by socket activation)";
             UDS_LOG(info) << "uds-echod " << UDS_ECHO_VERSION << " serving with " << pool_.size()
                           << " worker thread(s), up to " << config_.max_connections
                           << " connections (descriptor limit " << descriptors.rlim_cur << ")";
