@@ -158,10 +158,12 @@ private:
     void warn_if_anyone_may_connect() const {
         if (config_.access.restricts())
             return;
-        if (const auto name = bound_socket_name(socket_.fd); name && is_abstract(*name))
-            UDS_LOG(warning) << "the abstract socket " << *name
-                             << " has no file permissions: any process in this network namespace "
-                                "may connect; restrict it with allow-uid or allow-gid";
+        for (const int fd : {socket_.fd, socket_.seqpacket_fd, socket_.datagram_fd})
+            if (const auto name = bound_socket_name(fd); name && is_abstract(*name))
+                UDS_LOG(warning)
+                    << "the abstract socket " << *name
+                    << " has no file permissions: any process in this network "
+                       "namespace may connect; restrict it with allow-uid or allow-gid";
     }
 
     asio::awaitable<void> handle_signals() {

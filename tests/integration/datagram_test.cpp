@@ -39,14 +39,6 @@ FileDescriptor datagram_socket(Bind bind = Bind::autobind) {
     return fd;
 }
 
-FileDescriptor datagram_socket_at(const std::string& path) {
-    FileDescriptor fd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-    sockaddr_un address{};
-    const socklen_t length = make_address(path, address);
-    BOOST_REQUIRE(::bind(fd.get(), reinterpret_cast<const sockaddr*>(&address), length) == 0);
-    return fd;
-}
-
 // sendto(); the errno, 0 on success.
 int send_to(int fd, const std::string& path, std::string_view data, int flags = 0) {
     sockaddr_un address{};
@@ -147,7 +139,7 @@ BOOST_AUTO_TEST_CASE(unbound_and_path_bound_senders_get_nothing) {
     DatagramDaemon d;
     const FileDescriptor unbound = datagram_socket(Bind::none);
     BOOST_REQUIRE_EQUAL(send_to(unbound.get(), d.socket, "unbound"), 0);
-    const FileDescriptor path_bound = datagram_socket_at(d.dir.path() + "/client.sock");
+    const FileDescriptor path_bound = bind_unix(d.dir.path() + "/client.sock", SOCK_DGRAM);
     BOOST_REQUIRE_EQUAL(send_to(path_bound.get(), d.socket, "path"), 0);
     BOOST_TEST(!receive(path_bound.get(), 500ms).has_value());
     BOOST_TEST(!d.statistics_with("2 without an abstract sender address").empty());
@@ -160,9 +152,9 @@ BOOST_AUTO_TEST_CASE(unbound_and_path_bound_senders_get_nothing) {
 BOOST_AUTO_TEST_CASE(a_sender_that_swaps_its_path_for_a_symlink_cannot_aim_the_reply) {
     DatagramDaemon d;
     const std::string victim_path = d.dir.path() + "/victim.sock";
-    const FileDescriptor victim = datagram_socket_at(victim_path);
+    const FileDescriptor victim = bind_unix(victim_path, SOCK_DGRAM);
     const std::string sender_path = d.dir.path() + "/sender.sock";
-    const FileDescriptor sender = datagram_socket_at(sender_path);
+    const FileDescriptor sender = bind_unix(sender_path, SOCK_DGRAM);
 
     d.daemon.process.signal(SIGSTOP);
     BOOST_REQUIRE_EQUAL(send_to(sender.get(), d.socket, "aimed at the victim"), 0);
@@ -209,6 +201,20 @@ BOOST_AUTO_TEST_CASE(a_sender_not_in_the_allow_lists_is_refused_and_logged) {
         5s));
 }
 
+// An abstract name has no file permissions: without an allow list, the daemon says so at start.
+BOOST_AUTO_TEST_CASE(an_abstract_datagram_socket_without_allow_list_is_warned_about) {
+    TempDir dir;
+    const std::string name = "@uds-echo-datagram-test-" + std::to_string(::getpid());
+    Daemon daemon = start_daemon(dir, DaemonOptions::with_args({"--datagram-socket", name}));
+    BOOST_TEST(wait_until(
+        [&] {
+            return contains(daemon.process.stderr_text(),
+                            "the abstract socket " + name + " has no file permissions");
+        },
+        5s));
+    BOOST_TEST(stop_daemon(daemon).exited_with(exit_ok));
+}
+
 BOOST_AUTO_TEST_CASE(a_sender_in_the_allow_lists_is_answered) {
     DatagramDaemon d({"--allow-uid", std::to_string(::getuid())});
     const FileDescriptor client = datagram_socket();
@@ -222,7 +228,7 @@ BOOST_AUTO_TEST_CASE(a_datagram_without_credentials_never_passes_as_the_overflow
     TempDir dir;
     const std::string path = dir.path() + "/passed.sock";
     const FileDescriptor passed =
-        datagram_socket_at(path); // no SO_PASSCRED, as a unit without PassCredentials=
+        bind_unix(path, SOCK_DGRAM); // no SO_PASSCRED, as a unit without PassCredentials=
     const FileDescriptor client = datagram_socket();
     BOOST_REQUIRE_EQUAL(send_to(client.get(), path, "queued before"), 0);
 
@@ -245,7 +251,7 @@ BOOST_AUTO_TEST_CASE(a_datagram_without_credentials_never_passes_as_the_overflow
 BOOST_AUTO_TEST_CASE(a_datagram_socket_passed_by_socket_activation_is_served) {
     TempDir dir;
     const std::string path = dir.path() + "/activated.sock";
-    const FileDescriptor passed = datagram_socket_at(path);
+    const FileDescriptor passed = bind_unix(path, SOCK_DGRAM);
     DaemonOptions options;
     options.listen_fds = {passed.get()};
     options.pass_socket = false;
@@ -288,8 +294,8 @@ BOOST_AUTO_TEST_CASE(a_passed_socket_of_a_kind_not_served_is_a_configuration_err
 
 BOOST_AUTO_TEST_CASE(two_passed_sockets_of_one_type_are_a_configuration_error) {
     TempDir dir;
-    const FileDescriptor first = datagram_socket_at(dir.path() + "/one.sock");
-    const FileDescriptor second = datagram_socket_at(dir.path() + "/two.sock");
+    const FileDescriptor first = bind_unix(dir.path() + "/one.sock", SOCK_DGRAM);
+    const FileDescriptor second = bind_unix(dir.path() + "/two.sock", SOCK_DGRAM);
     passing_is_a_configuration_error({first.get(), second.get()}, "more than one datagram socket");
 }
 
