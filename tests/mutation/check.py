@@ -10,6 +10,10 @@ unused, which is only a warning):
 
     python3 tests/mutation/check.py SCRATCH_TREE [PROMISE]
 
+With --rows-only in place of PROMISE it edits and builds nothing: it only checks that each row's
+source text occurs exactly once in SCRATCH_TREE (the lint_mutation_rows test runs it on the
+source tree, so that a rewritten check is seen by the default suite, not first by CI).
+
 Tests that need root are skipped otherwise, and a skipped test catches nothing: run it as root.
 """
 import subprocess, sys, os, time
@@ -32,11 +36,20 @@ M = [
  ("max-connections", "lib/daemon/worker.cpp", "        if (pool_.connections_held() >= settings_.max_connections) {", "        if (pool_.connections_held() >= 1000000) {", "integration_limits", "max_connections_keeps_extra_clients_waiting_then_serves_them"),
  ("unreadable credentials refused (not taken for root)", "lib/daemon/admission.cpp", "        admission.refusal = \"its credentials cannot be read\";\n        return admission;", "        admission.peer = PeerCredentials{};", "unit_admission_decision", "unreadable_credentials_are_refused_by_an_allow_list_that_lets_root_in"),
  ("accepted sockets skip FIONBIO and EPOLL_CTL_DEL", "lib/daemon/accepted_socket.hpp", "#if BOOST_VERSION == 108100\n", "#if 0\n", "unit_accepted_socket", "an_accepted_connection_costs_no_fionbio_and_no_epoll_ctl_del"),
- ("datagrams answered to abstract senders only", "lib/daemon/datagram_echo.cpp", "        if (!is_abstract_sender(message)) {", "        if (false) {", "integration_datagram", "a_sender_that_swaps_its_path_for_a_symlink_cannot_aim_the_reply"),
- ("a datagram without credentials is never judged as uid 65534", "lib/daemon/datagram_echo.cpp", "            if (credentials.pid == 0)", "            if (false)", "integration_datagram", "a_datagram_without_credentials_never_passes_as_the_overflow_uid"),
- ("allow lists per datagram", "lib/daemon/datagram_echo.cpp", "            if (!peer || !access_.allows(*peer)) {", "            if (false) {", "integration_datagram", "a_sender_not_in_the_allow_lists_is_refused_and_logged"),
+ ("datagrams answered to abstract senders only", "lib/daemon/datagram_echo.cpp", "    if (!is_abstract_sender(message)) {", "    if (false) {", "integration_datagram", "a_sender_that_swaps_its_path_for_a_symlink_cannot_aim_the_reply"),
+ ("a datagram without credentials is never judged as uid 65534", "lib/daemon/datagram_echo.cpp", "        if (credentials.pid == 0)", "        if (false)", "integration_datagram", "a_datagram_without_credentials_never_passes_as_the_overflow_uid"),
+ ("allow lists per datagram", "lib/daemon/datagram_echo.cpp", "        if (!peer || !access_.allows(*peer)) {", "        if (false) {", "integration_datagram", "a_sender_not_in_the_allow_lists_is_refused_and_logged"),
  ("an over-long seqpacket message is never echoed cut", "lib/daemon/seqpacket_session.cpp", "        const auto size = static_cast<std::size_t>(length);\n        if (size > buffer.size()) {", "        const auto size = std::min(static_cast<std::size_t>(length), buffer.size());\n        if (false) {", "integration_seqpacket", "an_over_long_message_closes_the_connection_and_is_never_echoed_cut"),
 ]
+def occurrences(f, old):
+    return open(os.path.join(root, f)).read().count(old)
+
+if len(sys.argv) > 2 and sys.argv[2] == '--rows-only':
+    stale = [(name, f, occurrences(f, old)) for name, f, old, *_ in M if occurrences(f, old) != 1]
+    for name, f, found in stale:
+        print(f'{name}: the text to mutate occurs {found} times in {f}, not once')
+    print(f'{len(M)} rows, {len(stale)} stale')
+    sys.exit(1 if stale else 0)
 # A second argument keeps only the rows whose promise contains it.
 if len(sys.argv) > 2:
     M = [row for row in M if sys.argv[2] in row[0]]
@@ -62,7 +75,7 @@ out.write('| promise | test | fails without the check |\n| --- | --- | --- |\n')
 for name, f, old, new, binary, test in M:
     path = os.path.join(root, f)
     orig = open(path).read()
-    found = orig.count(old)
+    found = occurrences(f, old)
     if found != 1:
         failures += 1
         out.write(f'| {name} | `{binary}: {test}` | FAIL: the text to mutate occurs {found} times in {f}, not once |\n'); out.flush(); continue
