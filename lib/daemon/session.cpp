@@ -3,6 +3,7 @@
 #include "daemon/worker.hpp"
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
 
 #include <sys/socket.h>
@@ -68,13 +69,14 @@ Task<void> Worker::session(Connection connection) {
 Task<bool> Worker::echo_read(Connection& connection, const FrameBuffer& buffer,
                              std::size_t received) {
     const auto data = asio::buffer(buffer, received);
-    return received == buffer.size() ? echo_burst(connection, data) : echo(connection, data);
+    return received == buffer.size() ? echo_burst(connection, data)
+                                     : echo(connection, data, AfterEcho::let_others_run);
 }
 
 // Writes `data` back; false when the client is gone. The first write is tried directly; a client
 // that reads slower than it writes makes the session wait for room in its socket buffer, holding
 // `data`: that is the backpressure (docs/protocol.md), and the only memory a slow client costs.
-Task<bool> Worker::echo(Connection& connection, asio::const_buffer data) {
+Task<bool> Worker::echo(Connection& connection, asio::const_buffer data, AfterEcho after) {
     auto& peer = connection.socket;
     error_code error;
     const std::size_t sent = peer.write_some(data, error);
@@ -96,6 +98,8 @@ Task<bool> Worker::echo(Connection& connection, asio::const_buffer data) {
         }
     }
     count_echoed(connection, data.size());
+    if (after == AfterEcho::let_others_run && connections_.size() > 1)
+        co_await asio::post(context_, asio::deferred);
     co_return true;
 }
 

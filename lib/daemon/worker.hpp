@@ -127,7 +127,9 @@ private:
     void end_session(Connection& connection);
     void let_go(Connection& connection, boost::asio::const_buffer unsent);
     Task<bool> echo_read(Connection& connection, const FrameBuffer& buffer, std::size_t received);
-    Task<bool> echo(Connection& connection, boost::asio::const_buffer data);
+    enum class AfterEcho { read_on, let_others_run };
+    Task<bool> echo(Connection& connection, boost::asio::const_buffer data,
+                    AfterEcho after = AfterEcho::read_on);
     Task<bool> echo_burst(Connection& connection, boost::asio::const_buffer already_read);
 
     // seqpacket_session.cpp: the life of a seqpacket connection.

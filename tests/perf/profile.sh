@@ -7,9 +7,9 @@
 #    messages and once 1,000,000 (8 connections, 64 B, 4 in flight, the same connections and
 #    the same steps otherwise). If a message allocated, the second count would be ~900,000
 #    higher; the difference divided by 900,000 is the allocations per message.
-# 2. System calls per message: `strace -c -f` on uds-echod and on the C epoll reference for
-#    200,000 messages of scenario (b) (64 connections, 64 B, 1 in flight).
-# Servers run on CPU 1, `uds-echo bench` on CPU 0.
+# 2. System calls per message of uds-echod and of the C epoll reference in scenarios (b) (64
+#    connections, 64 B, 1 in flight) and (c) (16 in flight), driven by the C load generator.
+# Servers run on CPU 1, the load (`uds-echo bench`, or the C generator) on CPU 0.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -18,7 +18,8 @@ build="$(realpath -m "${1:-$root/build/release}")"
 daemon="$build/daemon/uds-echod"
 client="$build/client/uds-echo"
 epoll="$build/tests/perf/perf_epoll_echo"
-for f in "$daemon" "$client" "$epoll"; do
+load="$build/tests/perf/perf_epoll_load"
+for f in "$daemon" "$client" "$epoll" "$load"; do
     [[ -x "$f" ]] || { echo "profile: $f is missing (run tests/perf/run.sh first)" >&2; exit 1; }
 done
 for tool in heaptrack heaptrack_print strace taskset; do
@@ -87,30 +88,58 @@ awk -v a="${calls[100000]}" -v b="${calls[1000000]}" \
     'BEGIN { printf "Allocations per message: (%d - %d) / 900000 = %.6f\n", b, a, (b - a) / 900000 }'
 echo
 
-echo "## System calls per message (strace -c -f, scenario (b), 200,000 messages)"
+# System calls are counted on the server's process while the C load generator (which saturates
+# the servers, docs/performance.md "The load generator") drives it for a fixed time: with perf's
+# syscall tracepoints where the kernel lets perf use them (a count in the kernel, no stop per
+# call), else with strace, whose stop per call slows the server and changes how much each
+# epoll_wait returns. Messages are the generator's count over the same run.
+counter=strace
+if perf stat -e 'syscalls:sys_enter_recvfrom' -o /dev/null true 2>/dev/null; then counter=perf; fi
+calls=(recvfrom sendto epoll_wait epoll_ctl accept4 close getsockopt read write futex)
+echo "## System calls per message (C load generator, 3 s per run, counted with $counter)"
 echo
-echo "| server | syscalls | per message | top calls (count) |"
-echo "|---|---:|---:|---|"
-for server in uds-echod epoll; do
-    sock="$work/strace-$server.sock"
-    if [[ "$server" == uds-echod ]]; then
-        cmd=("$daemon" --socket "$sock" --log-level warning)
-        name=uds-echod
-    else
-        cmd=("$epoll" "$sock" 1)
-        name=perf_epoll_echo
-    fi
-    taskset -c 1 strace -c -f -o "$work/strace-$server.txt" "${cmd[@]}" >/dev/null 2>&1 &
-    server_pid=$!
-    wait_ready "$sock"
-    bench "$sock" -c 64 --size 64 --pipeline 1 -n 200000
-    kill -TERM "$(daemon_below "$server_pid" "$name")"
-    wait "$server_pid" || true
-    server_pid=""
-    # Columns: % time, seconds, usecs/call, calls, [errors], syscall.
-    total="$(awk '$NF == "total" { print $4 }' "$work/strace-$server.txt")"
-    top="$(awk '$1 ~ /^[0-9.]+$/ && $NF != "total" { print $NF, $4 }' "$work/strace-$server.txt" |
-           sort -k2 -nr | head -5 | awk '{ printf "%s%s %s", sep, $1, $2; sep = ", " }')"
-    awk -v s="$server" -v t="$total" -v top="$top" \
-        'BEGIN { printf "| %s | %d | %.2f | %s |\n", s, t, t / 200000, top }'
+echo "| scenario | server | messages | syscalls per message | per message, each call |"
+echo "|---|---|---:|---:|---|"
+for scenario in b c; do
+    case "$scenario" in
+        b) load_args=(-c 64 --size 64 --pipeline 1) ;;
+        c) load_args=(-c 64 --size 64 --pipeline 16) ;;
+    esac
+    for server in uds-echod epoll; do
+        sock="$work/syscalls-$server.sock"
+        if [[ "$server" == uds-echod ]]; then
+            taskset -c 1 "$daemon" --socket "$sock" --log-level warning &
+        else
+            taskset -c 1 "$epoll" "$sock" 1 &
+        fi
+        server_pid=$!
+        wait_ready "$sock"
+        if [[ "$counter" == perf ]]; then
+            events=$(printf 'syscalls:sys_enter_%s,' "${calls[@]}")
+            perf stat -x, -e "${events%,}" -p "$server_pid" -o "$work/count.txt" &
+        else
+            strace -c -f -p "$server_pid" -o "$work/count.txt" 2>/dev/null &
+        fi
+        counter_pid=$!
+        sleep 0.3 # the counter attaches
+        taskset -c 0 "$load" "$sock" "${load_args[@]}" -d 3 --warmup 0 >"$work/load.json"
+        kill -INT "$counter_pid"
+        wait "$counter_pid" || true
+        kill -TERM "$server_pid"
+        wait "$server_pid" || true
+        server_pid=""
+        rm -f "$sock"
+        messages="$(grep -oP '"messages":\K[0-9]+' "$work/load.json")"
+        if [[ "$counter" == perf ]]; then
+            # CSV: count,unit,event,...
+            counts="$(awk -F, '$3 ~ /sys_enter_/ && $1 ~ /^[0-9]+$/ { sub(/.*sys_enter_/, "", $3); print $3, $1 }' "$work/count.txt")"
+        else
+            # Columns: % time, seconds, usecs/call, calls, [errors], syscall.
+            counts="$(awk '$1 ~ /^[0-9.]+$/ && $NF != "total" { print $NF, $4 }' "$work/count.txt")"
+        fi
+        awk -v scenario="($scenario)" -v server="$server" -v n="$messages" '
+            { total += $2; if ($2 / n >= 0.0005) { detail = detail sep $1 " " sprintf("%.3f", $2 / n); sep = ", " } }
+            END { printf "| %s | %s | %d | %.3f | %s |\n", scenario, server, n, total / n, detail }' \
+            <<<"$counts"
+    done
 done
