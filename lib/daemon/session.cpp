@@ -98,6 +98,12 @@ Task<bool> Worker::echo(Connection& connection, asio::const_buffer data, AfterEc
         }
     }
     count_echoed(connection, data.size());
+    // Asio's next async_read_some tries a read before it waits (Boost 1.81 stops trying only
+    // after a read finds the end of the stream), and right after an echo the client has not
+    // answered yet: that read finds nothing, one wasted system call per message. Run the other
+    // ready sessions and one poll of epoll first, and the read finds the answer.
+    // docs/architecture.md, "Reads per message", has the figures; the one connection of a
+    // ping-pong has nothing to wait for, and a burst (a full read) would only read less per call.
     if (after == AfterEcho::let_others_run && connections_.size() > 1)
         co_await asio::post(context_, asio::deferred);
     co_return true;
