@@ -8,7 +8,8 @@
 #    the same steps otherwise). If a message allocated, the second count would be ~900,000
 #    higher; the difference divided by 900,000 is the allocations per message.
 # 2. System calls per message of uds-echod and of the C epoll reference in scenarios (b) (64
-#    connections, 64 B, 1 in flight) and (c) (16 in flight), driven by the C load generator.
+#    connections, 64 B, 1 in flight), (c) (16 in flight) and (f) (churn: one message per
+#    connection, so per message is per connection), driven by the C load generator.
 # Servers run on CPU 1, the load (`uds-echo bench`, or the C generator) on CPU 0.
 set -euo pipefail
 
@@ -100,10 +101,11 @@ echo "## System calls per message (C load generator, 3 s per run, counted with $
 echo
 echo "| scenario | server | messages | syscalls per message | per message, each call |"
 echo "|---|---|---:|---:|---|"
-for scenario in b c; do
+for scenario in b c f; do
     case "$scenario" in
         b) load_args=(-c 64 --size 64 --pipeline 1) ;;
         c) load_args=(-c 64 --size 64 --pipeline 16) ;;
+        f) load_args=(-c 8 --size 64 --churn) ;; # one message per connection
     esac
     for server in uds-echod epoll; do
         sock="$work/syscalls-$server.sock"
