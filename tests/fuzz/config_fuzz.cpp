@@ -6,6 +6,7 @@
 // private temporary directory); arguments that could name another config file are dropped, and
 // the default config file is a path that does not exist, so nothing outside the temporary
 // directory is ever read as a config file.
+#include "common/config_file.hpp"
 #include "common/exit_codes.hpp"
 #include "daemon/config.hpp"
 
