@@ -104,7 +104,8 @@ Task<bool> Worker::echo(Connection& connection, asio::const_buffer data, AfterEc
     // ready sessions and one poll of epoll first, and the read finds the answer.
     // docs/architecture.md, "Reads per message", has the figures; the one connection of a
     // ping-pong has nothing to wait for, and a burst (a full read) would only read less per call.
-    if (after == AfterEcho::let_others_run && connections_.size() > 1)
+    // held() is a counter; the connection list's size() would walk every connection.
+    if (after == AfterEcho::let_others_run && held() > 1)
         co_await asio::post(context_, asio::deferred);
     co_return true;
 }

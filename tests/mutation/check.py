@@ -45,7 +45,8 @@ def occurrences(f, old):
     return open(os.path.join(root, f)).read().count(old)
 
 if len(sys.argv) > 2 and sys.argv[2] == '--rows-only':
-    stale = [(name, f, occurrences(f, old)) for name, f, old, *_ in M if occurrences(f, old) != 1]
+    found_in = [(name, f, occurrences(f, old)) for name, f, old, *_ in M]
+    stale = [row for row in found_in if row[2] != 1]
     for name, f, found in stale:
         print(f'{name}: the text to mutate occurs {found} times in {f}, not once')
     print(f'{len(M)} rows, {len(stale)} stale')
