@@ -22,9 +22,14 @@ public:
         Lease(BufferPool& pool, std::unique_ptr<char[]> buffer)
             : pool_(pool)
             , buffer_(std::move(buffer)) {}
-        Lease(const Lease&) = delete;
-        Lease& operator=(const Lease&) = delete;
-        ~Lease() { pool_.give_back(std::move(buffer_)); }
+        Lease(Lease&& other) noexcept
+            : pool_(other.pool_)
+            , buffer_(std::move(other.buffer_)) {}
+        Lease& operator=(Lease&&) = delete;
+        ~Lease() {
+            if (buffer_)
+                pool_.give_back(std::move(buffer_));
+        }
 
         boost::asio::mutable_buffer whole() { return {buffer_.get(), pool_.buffer_size_}; }
         boost::asio::const_buffer prefix(std::size_t size) const { return {buffer_.get(), size}; }

@@ -12,7 +12,6 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/intrusive/list.hpp>
 
-#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -36,11 +35,6 @@ using StreamAcceptor =
 // Frame: operations awaited in the caller's frame (no frame per operation as with
 // use_awaitable); as_tuple turns the expected errors into values.
 inline constexpr auto as_tuple_deferred = boost::asio::as_tuple(boost::asio::deferred);
-
-// Frame: the bytes a session reads in its own frame. Shorter messages never touch the buffer
-// pool; longer ones continue in a pooled buffer.
-inline constexpr std::size_t frame_buffer_size = 96;
-using FrameBuffer = std::array<char, frame_buffer_size>;
 
 // What the debug line that ends a connection reports ("connection 7 closed after 2.5 s, 4.0 KiB
 // echoed"). Allocated only when the connection was admitted at debug level, so that at the other

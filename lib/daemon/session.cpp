@@ -1,5 +1,6 @@
 // The life of one stream connection on its worker: read what the client sent, write it back, until
 // the client closes; at a restart, let go of the connection with what it could not write back yet.
+#include "daemon/read_readiness.hpp"
 #include "daemon/worker.hpp"
 
 #include <boost/asio/co_spawn.hpp>
@@ -9,23 +10,14 @@
 #include <sys/socket.h>
 
 #include <cerrno>
-#include <cstring>
 #include <memory>
+#include <optional>
 
 namespace uds_echo::daemon {
 namespace {
 
 namespace asio = boost::asio;
 using boost::system::error_code;
-
-// The read a session awaits between messages: the bytes it brought, or 0 when the connection
-// ended (a successful stream read brings at least one byte). Frame: one number as the result.
-auto read_some_into(StreamSocket& peer, FrameBuffer& buffer) {
-    return peer.async_read_some(asio::buffer(buffer),
-                                asio::deferred([](error_code error, std::size_t received) {
-                                    return asio::deferred.values(error ? 0 : received);
-                                }));
-}
 
 // False when the client has closed its side or the connection failed: a non-blocking peek
 // that finds an end of file or an error.
@@ -37,46 +29,89 @@ bool peer_still_there(int fd) {
 
 } // namespace
 
-// Between messages a session holds no buffer but the one in its frame. Frame: one awaited call
-// per message (GCC gives each local and each awaited temporary a slot of its own).
+// Waits until the socket has something to read. With the fast path the wait is Asio's
+// async_read_some into the worker's read buffer: the read is made when epoll reports the socket,
+// and the session resumes at once, inside the reactor's handling of that event, before any other
+// read into the buffer; its bytes are the result. Otherwise it is async_wait (which re-arms the
+// descriptor with epoll_ctl on every call) and the result is 0: the session reads itself.
+// Frame: one number, or nothing when the connection is over, instead of an error and a size.
+auto Worker::wait_readable(StreamSocket& socket) {
+    const auto to_result = [](error_code error, std::size_t received = 0) {
+        return asio::deferred.values(error ? std::nullopt : std::optional(received));
+    };
+    if constexpr (read_readiness_fast_path)
+        return socket.async_read_some(asio::buffer(read_buffer_), asio::deferred(to_result));
+    else
+        return socket.async_wait(
+            asio::socket_base::wait_read,
+            asio::deferred([to_result](error_code error) { return to_result(error); }));
+}
+
+// An idle session holds no buffer: every read goes into the worker's one read buffer, and what a
+// session echoes it writes back before the next read (echo() copies what must wait). Frame: two
+// awaited calls, the wait and the echo of what is there.
 Task<void> Worker::session(Connection connection) {
     connections_.push_back(connection);
-    // Writes (and the reads of a burst) are tried directly; only when the kernel says they would
-    // block does the session wait through Asio. Sockets from the accept loop are non-blocking
-    // already.
+    // Reads and writes are tried directly; only when the kernel says they would block does the
+    // session wait through Asio. Sockets from the accept loop are non-blocking already.
     if (!connection.socket.non_blocking())
         connection.socket.non_blocking(true);
-    FrameBuffer buffer;
-    while (phase_ != Phase::handing_over) {
-        // async_read_some lets Asio try the read at once when epoll has reported data, and costs
-        // no epoll_ctl when it must wait: one epoll_wait, one read and one write per small
-        // message, like a hand-written epoll loop.
-        const std::size_t received = co_await read_some_into(connection.socket, buffer);
-        // End of file: everything received has been echoed, and closing the socket (when the
-        // frame ends) sends the client its end of file. Any other error: reset by the client,
-        // closed by the idle sweep or a forced stop, or cancelled for a handover.
-        if (received == 0)
+    // The client may have written before the session began: the first read is tried at once.
+    std::size_t received = 0;
+    while (co_await echo_until_drained(connection, received)) {
+        // Nothing left to read. End of file, a reset, a close by the idle sweep or a forced stop,
+        // or a cancel for a handover end the wait with nothing.
+        const auto woken = co_await wait_readable(connection.socket);
+        if (!woken)
             break;
-        connection.last_activity_tick = tick_;
-        if (!co_await echo_read(connection, buffer, received))
-            break;
+        received = *woken;
     }
     end_session(connection);
 }
 
-// Echoes what a read put into the frame's buffer. A full buffer means more is probably waiting:
-// that continues in a pooled buffer.
-Task<bool> Worker::echo_read(Connection& connection, const FrameBuffer& buffer,
-                             std::size_t received) {
-    const auto data = asio::buffer(buffer, received);
-    return received == buffer.size() ? echo_burst(connection, data)
-                                     : echo(connection, data, AfterEcho::let_others_run);
+// Echoes what `received` bytes of the read buffer hold (0: none yet), then reads and echoes
+// until a read would block (true: the session waits) or the connection is over (false).
+// Asio's async_read_some would try one more read before it waits, and after an echo the client
+// has not answered yet: that read finds nothing. So the reads are the session's own, and the
+// one that finds nothing tells Asio (read_readiness.hpp), which then waits without trying.
+Task<bool> Worker::echo_until_drained(Connection& connection, std::size_t received) {
+    for (;;) {
+        if (phase_ == Phase::handing_over)
+            co_return false; // end_session() lets go of the connection
+        if (received == 0) {
+            error_code error;
+            received = connection.socket.read_some(asio::buffer(read_buffer_), error);
+            if (error == asio::error::would_block) {
+                forget_read_readiness(connection.socket);
+                co_return true;
+            }
+            // End of file: everything received has been echoed, and closing the socket (when the
+            // session ends) sends the client its end of file. Any other error: a reset, or the
+            // socket was closed by the idle sweep or a forced stop.
+            if (error)
+                co_return false;
+        }
+        connection.last_activity_tick = tick_;
+        if (!co_await echo(connection, asio::buffer(read_buffer_.data(), received)))
+            co_return false;
+        // A full read: more is probably waiting, read on. A short one was all there was: with
+        // other connections on the worker, let their ready work run and epoll be polled once
+        // before reading again, and the read finds the client's answer instead of nothing.
+        // docs/architecture.md, "Reads per message", has the figures. The one connection of a
+        // ping-pong has nothing to wait for: its read finds nothing and tells Asio so.
+        // held() is a counter; the connection list's size() would walk every connection.
+        if (received < read_buffer_.size() && held() > 1)
+            co_await asio::post(context_, asio::deferred);
+        received = 0;
+    }
 }
 
-// Writes `data` back; false when the client is gone. The first write is tried directly; a client
+// Writes `data` back; false when the client is gone. The first write is tried directly. A client
 // that reads slower than it writes makes the session wait for room in its socket buffer, holding
-// `data`: that is the backpressure (docs/protocol.md), and the only memory a slow client costs.
-Task<bool> Worker::echo(Connection& connection, asio::const_buffer data, AfterEcho after) {
+// the rest: that is the backpressure (docs/protocol.md), and the only memory a slow client costs.
+// What waits in the worker's read buffer is copied into a pooled buffer first: the next read of
+// any session on the worker reuses the read buffer.
+Task<bool> Worker::echo(Connection& connection, asio::const_buffer data) {
     auto& peer = connection.socket;
     error_code error;
     const std::size_t sent = peer.write_some(data, error);
@@ -89,47 +124,21 @@ Task<bool> Worker::echo(Connection& connection, asio::const_buffer data, AfterEc
             let_go(connection, data + done);
             co_return false;
         }
-        auto [write_error, written] =
-            co_await asio::async_write(peer, data + done, as_tuple_deferred);
+        auto rest = data + done;
+        std::optional<BufferPool::Lease> copy;
+        if (data.data() == read_buffer_.data()) {
+            copy.emplace(buffers_.borrow());
+            rest = asio::buffer(copy->whole(), asio::buffer_copy(copy->whole(), rest));
+        }
+        auto [write_error, written] = co_await asio::async_write(peer, rest, as_tuple_deferred);
         if (write_error) {
             if (phase_ == Phase::handing_over && write_error == asio::error::operation_aborted)
-                let_go(connection, data + done + written);
+                let_go(connection, rest + written);
             co_return false;
         }
     }
     count_echoed(connection, data.size());
-    // Asio's next async_read_some tries a read before it waits (Boost 1.81 stops trying only
-    // after a read finds the end of the stream), and right after an echo the client has not
-    // answered yet: that read finds nothing, one wasted system call per message. Run the other
-    // ready sessions and one poll of epoll first, and the read finds the answer.
-    // docs/architecture.md, "Reads per message", has the figures; the one connection of a
-    // ping-pong has nothing to wait for, and a burst (a full read) would only read less per call.
-    // held() is a counter; the connection list's size() would walk every connection.
-    if (after == AfterEcho::let_others_run && held() > 1)
-        co_await asio::post(context_, asio::deferred);
     co_return true;
-}
-
-// The frame's buffer filled up, so more data is probably waiting: borrow a full-size buffer from
-// the worker's pool and echo until a read comes back short or would block. At end of file the
-// data read so far is echoed and the next async_read_some reports the end.
-Task<bool> Worker::echo_burst(Connection& connection, asio::const_buffer already_read) {
-    auto lease = buffers_.borrow();
-    const auto whole = lease.whole();
-    std::memcpy(whole.data(), already_read.data(), already_read.size());
-    std::size_t filled = already_read.size();
-    for (;;) {
-        error_code error;
-        const std::size_t received = connection.socket.read_some(whole + filled, error);
-        if (error && error != asio::error::would_block && error != asio::error::eof)
-            co_return false;
-        filled += error ? 0 : received;
-        if (!co_await echo(connection, lease.prefix(filled)))
-            co_return false;
-        if (error || filled < whole.size() || phase_ == Phase::handing_over)
-            co_return true;
-        filled = 0;
-    }
 }
 
 // A connection handed over at a restart whose client had not read everything echoed to it: those

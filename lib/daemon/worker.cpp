@@ -51,6 +51,7 @@ Worker::Worker(unsigned index, std::size_t buffer_size, WorkerSettings settings,
                Listeners listeners, WorkerPool& pool)
     : index_(index)
     , pool_(pool)
+    , read_buffer_(buffer_size)
     , buffers_(buffer_size)
     , message_buffers_(message_capacity(buffer_size))
     , settings_(std::move(settings))

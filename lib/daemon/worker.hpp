@@ -123,14 +123,12 @@ private:
 
     // session.cpp: the life of a stream connection.
     Task<void> session(Connection connection);
+    auto wait_readable(StreamSocket& socket);
+    Task<bool> echo_until_drained(Connection& connection, std::size_t received);
+    Task<bool> echo(Connection& connection, boost::asio::const_buffer data);
     void write_unsent_then_serve(Connection connection, std::string unsent, SessionEnded ended);
     void end_session(Connection& connection);
     void let_go(Connection& connection, boost::asio::const_buffer unsent);
-    Task<bool> echo_read(Connection& connection, const FrameBuffer& buffer, std::size_t received);
-    enum class AfterEcho { read_on, let_others_run };
-    Task<bool> echo(Connection& connection, boost::asio::const_buffer data,
-                    AfterEcho after = AfterEcho::read_on);
-    Task<bool> echo_burst(Connection& connection, boost::asio::const_buffer already_read);
 
     // seqpacket_session.cpp: the life of a seqpacket connection.
     Task<void> seqpacket_session(Connection connection);
@@ -144,6 +142,11 @@ private:
 
     unsigned index_;
     WorkerPool& pool_;
+    // Every stream session on the worker reads into this one buffer and writes back what it read
+    // before another read runs (session.cpp): an idle connection holds no buffer.
+    std::vector<char> read_buffer_;
+    // What a stream session must hold while its client is slow to read is copied into one of
+    // these.
     BufferPool buffers_;
     // A seqpacket message is received whole into one of these (message_capacity()), never into
     // a session's frame: an idle seqpacket connection holds no buffer either.

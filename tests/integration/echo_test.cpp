@@ -111,20 +111,25 @@ BOOST_AUTO_TEST_CASE(a_single_byte_comes_back) {
     BOOST_TEST(read_until_eof(fd.get()).empty());
 }
 
-BOOST_AUTO_TEST_CASE(every_message_size_around_the_sessions_own_buffer) {
-    // A session reads up to 96 bytes (frame_buffer_size in lib/daemon/connection.hpp) into its own
-    // frame and continues a longer message in a pooled buffer: sizes on both sides of that edge,
-    // one message at a time on one connection, then each size alone followed by end of file (the
-    // pooled read meets the end).
-    FileDescriptor fd = connect_unix(daemon.socket);
-    for (std::size_t size = 1; size <= 400; ++size) {
+BOOST_AUTO_TEST_CASE(every_message_size_around_the_read_buffer) {
+    // Every session of a worker reads into the worker's one read buffer (--buffer-size): a read
+    // that fills it reads on at once, a shorter one lets the other sessions run first. With the
+    // smallest buffer, sizes on both sides of that edge and of twice it, one message at a time
+    // on one connection, then each size alone followed by end of file (the read that fills the
+    // buffer meets the end, or the one after it does).
+    TempDir small_dir;
+    DaemonOptions options;
+    options.args = {"--buffer-size", "512"};
+    Daemon small = start_daemon(small_dir, options);
+    FileDescriptor fd = connect_unix(small.socket);
+    for (std::size_t size = 1; size <= 1100; ++size) {
         const std::string message = random_bytes(size, size);
         write_all(fd.get(), message);
         check_same(read_exact(fd.get(), size), message);
     }
-    for (std::size_t size : {95u, 96u, 97u, 191u, 192u, 193u}) {
+    for (std::size_t size : {511u, 512u, 513u, 1023u, 1024u, 1025u}) {
         const std::string message = random_bytes(size, size + 1000);
-        FileDescriptor single = connect_unix(daemon.socket);
+        FileDescriptor single = connect_unix(small.socket);
         write_all(single.get(), message);
         shutdown_write(single.get());
         check_same(read_until_eof(single.get()), message);
