@@ -118,9 +118,7 @@ BOOST_AUTO_TEST_CASE(every_message_size_around_the_read_buffer) {
     // on one connection, then each size alone followed by end of file (the read that fills the
     // buffer meets the end, or the one after it does).
     TempDir small_dir;
-    DaemonOptions options;
-    options.args = {"--buffer-size", "512"};
-    Daemon small = start_daemon(small_dir, options);
+    Daemon small = start_daemon(small_dir, DaemonOptions::with_args({"--buffer-size", "512"}));
     FileDescriptor fd = connect_unix(small.socket);
     for (std::size_t size = 1; size <= 1100; ++size) {
         const std::string message = random_bytes(size, size);
@@ -134,6 +132,42 @@ BOOST_AUTO_TEST_CASE(every_message_size_around_the_read_buffer) {
         shutdown_write(single.get());
         check_same(read_until_eof(single.get()), message);
     }
+}
+
+BOOST_AUTO_TEST_CASE(a_client_that_does_not_read_gets_its_own_bytes_while_others_are_served) {
+    // Every session of a worker reads into the worker's one buffer. What a session cannot write
+    // back to a client that does not read must be kept apart while it waits, or the next read of
+    // another session overwrites it. One worker, so that both connections share the buffer.
+    TempDir one_dir;
+    Daemon one = start_daemon(one_dir, DaemonOptions::with_args({"--threads", "1"}));
+    FileDescriptor stuck = connect_unix(one.socket);
+    ChunkedWriter writer(stuck.get(), 4 * MiB, 4096);
+    // The writer stalls once both directions are full: the daemon then holds the rest of a read
+    // it could not write back.
+    std::size_t previous = 0;
+    const bool stalled = wait_until(
+        [&] {
+            const std::size_t now = writer.written();
+            const bool same = now > 0 && now == previous;
+            previous = now;
+            return same;
+        },
+        10s, 100ms);
+    BOOST_REQUIRE_MESSAGE(stalled, "the writer of the connection that does not read never stalled");
+
+    FileDescriptor other = connect_unix(one.socket);
+    // Messages as long as the read buffer (--buffer-size), so that they cover all of it.
+    for (std::size_t i = 0; i < 50; ++i) {
+        const std::string message = random_bytes(64 * 1024, 7000 + i);
+        write_all(other.get(), message);
+        check_same(read_exact(other.get(), message.size()), message);
+    }
+
+    const std::string echoed = read_until_eof(stuck.get());
+    const std::string writer_error = writer.join();
+    BOOST_TEST(writer_error.empty(), writer_error);
+    const auto wrong = writer.first_wrong_chunk(echoed);
+    BOOST_TEST(!wrong.has_value(), "the echo differs in the chunk at byte " << wrong.value_or(0));
 }
 
 BOOST_AUTO_TEST_CASE(sixteen_mib_on_one_connection) {
