@@ -29,27 +29,48 @@ bool peer_still_there(int fd) {
 
 } // namespace
 
-// Waits until the socket has something to read. With the fast path the wait is Asio's
-// async_read_some into the worker's read buffer: the read is made when epoll reports the socket,
-// and the session resumes at once, inside the reactor's handling of that event, before any other
-// read into the buffer; its bytes are the result. Otherwise it is async_wait (which re-arms the
-// descriptor with epoll_ctl on every call) and the result is 0: the session reads itself.
-// Frame: one number, or nothing when the connection is over, instead of an error and a size.
-auto Worker::wait_readable(StreamSocket& socket) {
-    const auto to_result = [](error_code error, std::size_t received = 0) {
-        return asio::deferred.values(error ? std::nullopt : std::optional(received));
-    };
-    if constexpr (read_readiness_fast_path)
-        return socket.async_read_some(asio::buffer(read_buffer_), asio::deferred(to_result));
-    else
-        return socket.async_wait(
-            asio::socket_base::wait_read,
-            asio::deferred([to_result](error_code error) { return to_result(error); }));
+// The bytes a read put into the worker's read buffer; 0 when there was nothing to read, and Asio
+// is told so (read_readiness.hpp); nothing when the connection is over: end of file, a reset, or
+// a close by the idle sweep or a forced stop. At end of file everything received has been
+// echoed, and closing the socket (when the session ends) sends the client its end of file.
+std::optional<std::size_t> Worker::read_now(StreamSocket& socket) {
+    error_code error;
+    const std::size_t received = socket.read_some(asio::buffer(read_buffer_), error);
+    if (error == asio::error::would_block) {
+        forget_read_readiness(socket);
+        return 0;
+    }
+    if (error)
+        return std::nullopt;
+    return received;
 }
 
-// An idle session holds no buffer: every read goes into the worker's one read buffer, and what a
-// session echoes it writes back before the next read (echo() copies what must wait). Frame: two
-// awaited calls, the wait and the echo of what is there.
+// Waits until the socket has something to read, and reads it: read_now()'s result. With the fast
+// path the wait is Asio's async_read_some into the worker's read buffer: the read is made when
+// epoll reports the socket, and the session resumes at once, inside the reactor's handling of
+// that event, before any other read into the buffer. Otherwise it is async_wait (which re-arms
+// the descriptor with epoll_ctl on every call), then read_now(). Frame: one optional number
+// instead of an error and a size.
+auto Worker::wait_readable(StreamSocket& socket) {
+    if constexpr (read_readiness_fast_path)
+        return socket.async_read_some(
+            asio::buffer(read_buffer_), asio::deferred([](error_code error, std::size_t received) {
+                return asio::deferred.values(error ? std::nullopt : std::optional(received));
+            }));
+    else
+        return socket.async_wait(
+            asio::socket_base::wait_read, asio::deferred([this, &socket](error_code error) {
+                return asio::deferred.values(error ? std::nullopt : read_now(socket));
+            }));
+}
+
+// An idle session holds no buffer: every read goes into the worker's one read buffer, and a
+// session writes back what it read before the next read on the worker (echo() copies what must
+// wait for a slow client). Asio's async_read_some would try one more read before it waits, and
+// after an echo the client has not answered yet: that read finds nothing. So the reads are the
+// session's own, and the one that finds nothing tells Asio, which then waits without trying.
+// Frame: three awaited calls (the wait, the echo, the post) and no coroutine per wait, whose
+// frames, alive across the post, would not all fit Asio's per-thread cache of recycled frames.
 Task<void> Worker::session(Connection connection) {
     connections_.push_back(connection);
     // Reads and writes are tried directly; only when the kernel says they would block does the
@@ -57,53 +78,27 @@ Task<void> Worker::session(Connection connection) {
     if (!connection.socket.non_blocking())
         connection.socket.non_blocking(true);
     // The client may have written before the session began: the first read is tried at once.
-    std::size_t received = 0;
-    while (co_await echo_until_drained(connection, received)) {
-        // Nothing left to read. End of file, a reset, a close by the idle sweep or a forced stop,
-        // or a cancel for a handover end the wait with nothing.
-        const auto woken = co_await wait_readable(connection.socket);
-        if (!woken)
-            break;
-        received = *woken;
-    }
-    end_session(connection);
-}
-
-// Echoes what `received` bytes of the read buffer hold (0: none yet), then reads and echoes
-// until a read would block (true: the session waits) or the connection is over (false).
-// Asio's async_read_some would try one more read before it waits, and after an echo the client
-// has not answered yet: that read finds nothing. So the reads are the session's own, and the
-// one that finds nothing tells Asio (read_readiness.hpp), which then waits without trying.
-Task<bool> Worker::echo_until_drained(Connection& connection, std::size_t received) {
-    for (;;) {
-        if (phase_ == Phase::handing_over)
-            co_return false; // end_session() lets go of the connection
-        if (received == 0) {
-            error_code error;
-            received = connection.socket.read_some(asio::buffer(read_buffer_), error);
-            if (error == asio::error::would_block) {
-                forget_read_readiness(connection.socket);
-                co_return true;
-            }
-            // End of file: everything received has been echoed, and closing the socket (when the
-            // session ends) sends the client its end of file. Any other error: a reset, or the
-            // socket was closed by the idle sweep or a forced stop.
-            if (error)
-                co_return false;
-        }
+    while (phase_ != Phase::handing_over) {
+        auto received = read_now(connection.socket);
+        if (received == 0u)
+            received = co_await wait_readable(connection.socket);
+        if (!received)
+            break; // over, or cancelled for a handover (end_session() lets go of the connection)
+        if (*received == 0)
+            continue; // woken without data: wait again
         connection.last_activity_tick = tick_;
-        if (!co_await echo(connection, asio::buffer(read_buffer_.data(), received)))
-            co_return false;
+        if (!co_await echo(connection, asio::buffer(read_buffer_.data(), *received)))
+            break;
         // A full read: more is probably waiting, read on. A short one was all there was: with
         // other connections on the worker, let their ready work run and epoll be polled once
         // before reading again, and the read finds the client's answer instead of nothing.
         // docs/architecture.md, "Reads per message", has the figures. The one connection of a
         // ping-pong has nothing to wait for: its read finds nothing and tells Asio so.
         // held() is a counter; the connection list's size() would walk every connection.
-        if (received < read_buffer_.size() && held() > 1)
+        if (*received < read_buffer_.size() && held() > 1)
             co_await asio::post(context_, asio::deferred);
-        received = 0;
     }
+    end_session(connection);
 }
 
 // Writes `data` back; false when the client is gone. The first write is tried directly. A client

@@ -123,8 +123,8 @@ private:
 
     // session.cpp: the life of a stream connection.
     Task<void> session(Connection connection);
+    std::optional<std::size_t> read_now(StreamSocket& socket);
     auto wait_readable(StreamSocket& socket);
-    Task<bool> echo_until_drained(Connection& connection, std::size_t received);
     Task<bool> echo(Connection& connection, boost::asio::const_buffer data);
     void write_unsent_then_serve(Connection connection, std::string unsent, SessionEnded ended);
     void end_session(Connection& connection);

@@ -66,7 +66,7 @@ echo "## Heap allocations (heaptrack $(heaptrack --version 2>&1 | grep -o '[0-9.
 echo
 echo "| messages echoed | allocation calls | temporary | peak heap |"
 echo "|---:|---:|---:|---:|"
-declare -A calls
+declare -A allocation_calls
 for n in 100000 1000000; do
     sock="$work/heap-$n.sock"
     taskset -c 1 heaptrack -o "$work/heap-$n" "$daemon" --socket "$sock" --log-level warning \
@@ -81,11 +81,11 @@ for n in 100000 1000000; do
     total="$(grep -oP 'calls to allocation functions: \K[0-9]+' "$work/heap-$n.txt")"
     temporary="$(grep -oP 'temporary memory allocations: \K[0-9]+' "$work/heap-$n.txt")"
     peak="$(grep -oP 'peak heap memory consumption: \K\S+' "$work/heap-$n.txt")"
-    calls[$n]="$total"
+    allocation_calls[$n]="$total"
     printf '| %s | %s | %s | %s |\n' "$n" "$total" "$temporary" "$peak"
 done
 echo
-awk -v a="${calls[100000]}" -v b="${calls[1000000]}" \
+awk -v a="${allocation_calls[100000]}" -v b="${allocation_calls[1000000]}" \
     'BEGIN { printf "Allocations per message: (%d - %d) / 900000 = %.6f\n", b, a, (b - a) / 900000 }'
 echo
 
