@@ -96,7 +96,7 @@ Task<void> Worker::session(Connection connection) {
         // ping-pong has nothing to wait for: its read finds nothing and tells Asio so.
         // held() is a counter; the connection list's size() would walk every connection.
         if (*received < read_buffer_.size() && held() > 1)
-            co_await asio::post(context_, asio::deferred);
+            co_await asio::post(asio::deferred);
     }
     end_session(connection);
 }
