@@ -120,10 +120,10 @@ Task<bool> Worker::echo(Connection& connection, asio::const_buffer data) {
             co_return false;
         }
         auto rest = data + done;
-        std::optional<BufferPool::Lease> copy;
+        std::optional<BufferPool::Lease> pooled;
         if (data.data() == read_buffer_.data()) {
-            copy.emplace(buffers_.borrow());
-            rest = asio::buffer(copy->whole(), asio::buffer_copy(copy->whole(), rest));
+            pooled.emplace(buffers_.borrow());
+            rest = asio::buffer(pooled->whole(), asio::buffer_copy(pooled->whole(), rest));
         }
         auto [write_error, written] = co_await asio::async_write(peer, rest, as_tuple_deferred);
         if (write_error) {
