@@ -63,8 +63,15 @@ failures = 0
 def build_targets(*targets):
     return subprocess.run(['ninja', '-C', build, *targets], capture_output=True, text=True)
 
+class NoSuchTest(Exception):
+    pass
+
 def test_fails(binary, test):
     r = subprocess.run([build + '/tests/' + binary, '--run_test=' + test], capture_output=True, text=True, env=env, timeout=300)
+    # A filter that matches nothing also exits non-zero: it must not pass for a caught mutation.
+    # (A test inside a suite is named SUITE/TEST.)
+    if 'no test cases matching filter' in r.stdout + r.stderr:
+        raise NoSuchTest(f'{binary} has no test named {test}')
     return r.returncode != 0
 
 # The daemon and the tests the rows name, built before any mutation: a tree that does not build
@@ -93,6 +100,8 @@ for name, f, old, new, binary, test in M:
             result = 'yes' if test_fails(binary, test) else 'NO'
     except subprocess.TimeoutExpired:
         result = 'yes (test timed out)'
+    except NoSuchTest as error:
+        result = f'FAIL: {error}'
     finally:
         open(path, 'w').write(orig)
     if not result.startswith('yes'):
@@ -103,7 +112,10 @@ if build_targets(*targets).returncode != 0:
     out.write('the unmutated tree does not build\n')
 # The checks are back: each test passes again.
 for name, f, old, new, binary, test in M:
-    passes = not test_fails(binary, test)
+    try:
+        passes = not test_fails(binary, test)
+    except NoSuchTest:
+        passes = False
     if not passes:
         failures += 1
     out.write(f'with the check: {test}: {"pass" if passes else "FAIL"}\n'); out.flush()
