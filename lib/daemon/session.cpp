@@ -1,5 +1,6 @@
 // The life of one stream connection on its worker: read what the client sent, write it back, until
 // the client closes; at a restart, let go of the connection with what it could not write back yet.
+#include "daemon/logging.hpp"
 #include "daemon/read_readiness.hpp"
 #include "daemon/worker.hpp"
 
@@ -110,8 +111,14 @@ Task<bool> Worker::echo(Connection& connection, asio::const_buffer data) {
     auto& peer = connection.socket;
     error_code error;
     const std::size_t sent = peer.write_some(data, error);
-    if (error && error != asio::error::would_block)
-        co_return false; // EPIPE, ECONNRESET
+    if (error && error != asio::error::would_block) {
+        // EMSGSIZE: a seqpacket message is sent whole or not at all, and one longer than the
+        // socket's send buffer never is. Otherwise EPIPE or ECONNRESET: the client is gone.
+        if (error == asio::error::message_size)
+            UDS_LOG(warning) << "seqpacket connection closed: a message of " << data.size()
+                             << " bytes is longer than its socket's send buffer (SO_SNDBUF) allows";
+        co_return false;
+    }
     const std::size_t done = error ? 0 : sent;
     if (done < data.size()) {
         // A handover does not wait for a slow client: the rest goes with the connection.

@@ -119,6 +119,34 @@ BOOST_AUTO_TEST_CASE(a_larger_buffer_size_echoes_larger_messages_whole) {
     BOOST_TEST((receive_message(client.get()).value_or("") == message));
 }
 
+// A message within --buffer-size but longer than the daemon's socket send buffer (the kernel's
+// default for a new socket) can never be sent back whole: the connection is closed, nothing of
+// it is echoed, and the log says why.
+BOOST_AUTO_TEST_CASE(a_message_longer_than_the_send_buffer_closes_the_connection_and_is_logged) {
+    SeqpacketDaemon d({"--buffer-size", "1M"});
+    const FileDescriptor client = connect_seqpacket(d.socket);
+    int default_send_buffer = 0;
+    socklen_t length = sizeof default_send_buffer;
+    BOOST_REQUIRE(
+        ::getsockopt(client.get(), SOL_SOCKET, SO_SNDBUF, &default_send_buffer, &length) == 0);
+    const int buffer = 4 << 20;
+    BOOST_REQUIRE(::setsockopt(client.get(), SOL_SOCKET, SO_SNDBUF, &buffer, sizeof buffer) == 0);
+    BOOST_REQUIRE(::setsockopt(client.get(), SOL_SOCKET, SO_RCVBUF, &buffer, sizeof buffer) == 0);
+    const auto size = static_cast<std::size_t>(default_send_buffer);
+    BOOST_REQUIRE(size < (1u << 20));
+    send_message(client.get(), "before");
+    send_message(client.get(), random_bytes(size, 5));
+    BOOST_TEST(receive_message(client.get()).value_or("") == "before");
+    BOOST_TEST(!receive_message(client.get()).has_value());
+    BOOST_TEST(wait_until(
+                   [&] {
+                       return contains(d.daemon.process.stderr_text(),
+                                       "bytes is longer than its socket's send buffer");
+                   },
+                   5s),
+               d.daemon.process.stderr_text());
+}
+
 BOOST_AUTO_TEST_CASE(after_a_half_close_everything_comes_back_then_the_end) {
     SeqpacketDaemon d;
     const FileDescriptor client = connect_seqpacket(d.socket);
