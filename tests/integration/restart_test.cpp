@@ -246,8 +246,14 @@ void hand_over(Daemon& old, FakeStore& store, std::size_t expected) {
                old.process.stderr_text());
 }
 
+// A drain that outlasts a slow machine: these tests stream through a drain and end their
+// clients themselves, which under a sanitizer and a parallel test run can take longer than the
+// default --shutdown-timeout of 5 s, after which the daemon cuts what is left (as it should;
+// integration_signals tests the timeout).
+const std::vector<std::string> long_drain = {"--shutdown-timeout", "120"};
+
 // `count` clients streaming while `signal_number` makes `old` drain: they are echoed on until
-// they end, every byte, and `old` exits 0.
+// they end, every byte, and `old` exits 0. `old` must have been started with `long_drain`.
 void streams_through_a_drain(Daemon& old, const std::string& socket, int signal_number,
                              std::size_t count) {
     StreamingClients streams(socket, count);
@@ -262,6 +268,7 @@ void streams_through_a_drain(Daemon& old, const std::string& socket, int signal_
     BOOST_TEST(errors.empty(), (errors.empty() ? "" : errors.front()));
     const auto status = wait_for_end(old);
     BOOST_TEST(status.exited_with(0), status << "; stderr: " << old.process.stderr_text());
+    BOOST_TEST(!logged(old, "shutdown timeout: closed"), old.process.stderr_text());
 }
 
 // The central promise: clients streaming through a restart lose, duplicate or reorder nothing
@@ -558,7 +565,7 @@ BOOST_AUTO_TEST_CASE(a_store_that_refuses_leaves_the_connections_to_the_drain) {
     Service service;
     const auto& socket = service.socket;
     // Nothing listens at $NOTIFY_SOCKET.
-    auto old = service.start({}, {}, {{"NOTIFY_SOCKET", service.dir.file("nobody.sock")}});
+    auto old = service.start({}, long_drain, {{"NOTIFY_SOCKET", service.dir.file("nobody.sock")}});
     streams_through_a_drain(old, socket, SIGUSR2, 5);
     BOOST_TEST(logged(old, "handed over 0 connection(s)"), old.process.stderr_text());
 }
@@ -568,7 +575,7 @@ BOOST_AUTO_TEST_CASE(a_store_that_refuses_leaves_the_connections_to_the_drain) {
 BOOST_AUTO_TEST_CASE(a_store_too_small_for_the_handover_drains_every_connection) {
     Service service;
     auto& store = service.store;
-    auto old = service.start({}, {}, {{"FDSTORE", "2"}});
+    auto old = service.start({}, long_drain, {{"FDSTORE", "2"}});
     streams_through_a_drain(old, service.socket, SIGUSR2, 5);
     BOOST_TEST(logged(old, "has room for 2 descriptor(s); the handover needs 3"),
                old.process.stderr_text());
@@ -633,7 +640,7 @@ BOOST_AUTO_TEST_CASE(a_stop_drains_and_stores_nothing) {
     Service service;
     auto& store = service.store;
     const auto& socket = service.socket;
-    auto old = service.start();
+    auto old = service.start({}, long_drain);
     streams_through_a_drain(old, socket, SIGTERM, 3);
     store.receive();
     BOOST_TEST(store.stored().empty());
